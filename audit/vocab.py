@@ -1,0 +1,450 @@
+"""Vocabulary: token strings, word-start info, input embedding matrix, embed scale, output matrix.
+
+Only the embedding tensors and the tokenizer are read, never the whole model. Raw weights are kept
+as stored; the embedding scale is applied by the projection code (``E * embed_scale``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audit.cache import cache_dir
+from audit.errors import AuditInputError
+from audit.models import ModelFiles, resolve_model
+from audit.prompts import sha256_file
+
+# Input-embedding tensor names by architecture family, in lookup order.
+EMBEDDING_KEYS = (
+    "model.embed_tokens.weight",
+    "model.language_model.embed_tokens.weight",
+    "model.text_model.embed_tokens.weight",
+    "language_model.model.embed_tokens.weight",
+    "embed_tokens.weight",
+    "embeddings.word_embeddings.weight",
+    "bert.embeddings.word_embeddings.weight",
+    "roberta.embeddings.word_embeddings.weight",
+    "transformer.wte.weight",
+    "wte.weight",
+    "gpt_neox.embed_in.weight",
+    "transformer.word_embeddings.weight",
+    "model.decoder.embed_tokens.weight",
+    "shared.weight",
+    "encoder.embed_tokens.weight",
+)
+OUTPUT_KEYS = ("lm_head.weight", "embed_out.weight", "output.weight")
+
+# Architectures whose input embeddings are multiplied by sqrt(d_model) inside the model.
+SQRT_D_SCALED = ("gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "recurrent_gemma")
+
+_UNUSED = re.compile(r"^<unused\d+>$|^\[unused\d+\]$")
+
+
+class MatrixSource:
+    """A (rows, dim) matrix read in row chunks as float32; subclasses decide where rows live."""
+
+    shape: tuple[int, int]
+    dtype: str
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Returns rows [start, stop) as a float32 (stop - start, dim) tensor."""
+        raise NotImplementedError
+
+
+class InMemoryMatrix(MatrixSource):
+    def __init__(self, tensor: torch.Tensor) -> None:
+        if tensor.dim() != 2:
+            raise ValueError(f"embedding matrix must be 2-D, got shape {tuple(tensor.shape)}")
+        self.tensor = tensor.contiguous()
+        self.shape = (int(tensor.shape[0]), int(tensor.shape[1]))
+        self.dtype = str(tensor.dtype).removeprefix("torch.")
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.tensor[start:stop].to(torch.float32)
+
+
+class SafetensorsMatrix(MatrixSource):
+    """Rows read lazily from a safetensors file: the file is opened per chunk, so memory stays at
+    one chunk even for a 128k x 4096 fp16 matrix (the mapping is dropped after each read)."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        from safetensors import safe_open
+
+        self.path, self.key = path, key
+        with safe_open(str(path), framework="pt") as handle:
+            piece = handle.get_slice(key)
+            shape = piece.get_shape()
+            self.dtype = str(piece.get_dtype()).lower()
+        if len(shape) != 2:
+            raise AuditInputError(f"{path}:{key} has shape {shape}", "expected a 2-D embedding matrix")
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt") as handle:
+            return handle.get_slice(self.key)[start:stop].to(torch.float32)
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Per-token strings. ``pieces[i]`` is the raw vocabulary entry (``▁blancos``, ``ĠÃ©tnico``,
+    ``##ing``), ``surfaces[i]`` the decoded text (``" blancos"``, ``" étnico"``, ``"ing"``)."""
+
+    pieces: tuple[str, ...]
+    surfaces: tuple[str, ...]
+    word_start: np.ndarray  # (V,) bool
+    special: np.ndarray  # (V,) bool: control/unused/special tokens, excluded from rankings
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Everything a scan needs from a model.
+
+    Attributes:
+        input: raw input embedding matrix E (vocab, d_model), unscaled.
+        output: raw output (unembedding) matrix (vocab, d_model), or None when tied to ``input``.
+        embed_scale: the factor the model applies to E before the first layer.
+    """
+
+    spec: str
+    model_type: str
+    input: MatrixSource
+    output: MatrixSource | None
+    embed_scale: float
+    tokens: TokenTable
+    tokenizer: Any
+    sha256: str
+    uncased: bool
+    strips_accents: bool
+    source_path: Path
+
+    @property
+    def size(self) -> int:
+        return self.input.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.input.shape[1]
+
+    @property
+    def tied(self) -> bool:
+        return self.output is None
+
+    def decode(self, ids: list[int]) -> str:
+        """Joins token ids into text with the tokenizer's own decoding."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def embed_scale_for(model_type: str, d_model: int, config: dict | None = None) -> float:
+    """The input-embedding multiplier a model applies (Gemma: sqrt(d_model); BART-like: if configured)."""
+    if model_type in SQRT_D_SCALED:
+        return math.sqrt(d_model)
+    if config and config.get("scale_embedding"):
+        return math.sqrt(d_model)
+    return 1.0
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    array = tensor.contiguous()
+    if array.dtype == torch.bfloat16:
+        array = array.view(torch.int16)
+    return hashlib.sha256(memoryview(array.numpy()).cast("B")).hexdigest()
+
+
+def build_token_table(tokenizer: Any, vocab_size: int) -> TokenTable:
+    """Decodes every id: raw piece, surface form, word-start flag, special flag.
+
+    Rows of the embedding matrix beyond the tokenizer's vocabulary (padding rows) are marked special.
+    """
+    n_tok = min(len(tokenizer), vocab_size)
+    ids = list(range(n_tok))
+    pieces = [p if p is not None else "" for p in tokenizer.convert_ids_to_tokens(ids)]
+    surfaces = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for tok_id, added in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
+        if getattr(added, "special", False) and tok_id < n_tok:
+            special_ids.add(tok_id)
+    word_start = np.zeros(vocab_size, dtype=bool)
+    special = np.ones(vocab_size, dtype=bool)
+    for i, (piece, surface) in enumerate(zip(pieces, surfaces)):
+        if piece.startswith("##"):
+            starts = False
+        elif piece.startswith(("▁", "Ġ", " ")) or surface.startswith(" "):
+            starts = True
+        else:
+            # WordPiece marks continuations with ##, so anything else starts a word there.
+            starts = _is_wordpiece(tokenizer) and not piece.startswith("[")
+        word_start[i] = starts
+        special[i] = i in special_ids or bool(_UNUSED.match(piece))
+    pad = [f"<row {i}>" for i in range(n_tok, vocab_size)]
+    return TokenTable(
+        pieces=tuple(pieces) + tuple(pad),
+        surfaces=tuple(surfaces) + tuple(pad),
+        word_start=word_start,
+        special=special,
+    )
+
+
+def _is_wordpiece(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    return type(backend.model).__name__ == "WordPiece"
+
+
+def _normalizer_flags(tokenizer: Any) -> tuple[bool, bool]:
+    """(lowercases, strips accents) as configured in the tokenizer's normalizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.normalizer is None:
+        return bool(getattr(tokenizer, "do_lower_case", False)), False
+    state = json.loads(backend.to_str()).get("normalizer") or {}
+    lower = bool(state.get("lowercase", False))
+    strip = state.get("strip_accents")
+    if state.get("type") == "BertNormalizer" and strip is None:
+        strip = lower  # BERT's default: strip accents when lowercasing
+    return lower, bool(strip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders (I/O)
+
+
+def load_vocabulary(spec: str, *, allow_pickle: bool = False) -> Vocabulary:
+    """Loads tokenizer + embedding tensors for a model spec (alias, GGUF file, HF dir, cached id)."""
+    files = resolve_model(spec)
+    if files.kind == "gguf":
+        return _load_gguf(files)
+    return _load_hf_dir(files, allow_pickle=allow_pickle)
+
+
+def _load_tokenizer_dir(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except Exception as exc:
+        raise AuditInputError(
+            f"no usable tokenizer in {path} ({type(exc).__name__})",
+            "put tokenizer.json (or the tokenizer files) next to the weights",
+        ) from exc
+
+
+def _hf_weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        return sorted({path / name for name in weight_map.values()})
+    return sorted(path.glob("*.safetensors"))
+
+
+def _find_key(files: list[Path], candidates: tuple[str, ...]) -> tuple[Path, str] | None:
+    from safetensors import safe_open
+
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            keys = set(handle.keys())
+        for key in candidates:
+            if key in keys:
+                return file, key
+    return None
+
+
+def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
+    path = files.path
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    text_config = config.get("text_config") or {}
+    model_type = str(config.get("model_type", "unknown"))
+    weights = _hf_weight_files(path)
+    if not weights:
+        bins = sorted(path.glob("*.bin"))
+        if not bins:
+            raise AuditInputError(f"model directory {path} has no *.safetensors weights", "add the weights")
+        if not allow_pickle:
+            raise AuditInputError(
+                f"model directory {path} has only pickle (.bin) weights, which can run code when loaded",
+                "convert them to safetensors, or pass --allow-pickle-model if you trust the files",
+            )
+        input_matrix, output_matrix = _load_bin(bins)
+        sha = hashlib.sha256(b"".join(bytes.fromhex(sha256_file(b)) for b in bins)).hexdigest()
+    else:
+        found = _find_key(weights, EMBEDDING_KEYS)
+        if found is None:
+            raise AuditInputError(
+                f"no input-embedding tensor found in {path} (looked for {', '.join(EMBEDDING_KEYS[:4])}, ...)",
+                "this architecture is not supported yet; export the embedding matrix and pass a GGUF/HF dir",
+            )
+        input_matrix = SafetensorsMatrix(*found)
+        out = _find_key(weights, OUTPUT_KEYS)
+        tie = config.get("tie_word_embeddings", text_config.get("tie_word_embeddings", True))
+        output_matrix = SafetensorsMatrix(*out) if out is not None and not tie else None
+        sha = _matrix_sha256(input_matrix)
+    tokenizer = _load_tokenizer_dir(path)
+    d_model = input_matrix.shape[1]
+    scale = embed_scale_for(model_type, d_model, {**text_config, **config})
+    lower, strip = _normalizer_flags(tokenizer)
+    return Vocabulary(
+        spec=files.spec,
+        model_type=model_type,
+        input=input_matrix,
+        output=output_matrix,
+        embed_scale=scale,
+        tokens=build_token_table(tokenizer, input_matrix.shape[0]),
+        tokenizer=tokenizer,
+        sha256=sha,
+        uncased=lower,
+        strips_accents=strip,
+        source_path=path,
+    )
+
+
+def _matrix_sha256(matrix: MatrixSource, chunk: int = 16384) -> str:
+    """sha256 over the matrix's float32 rows (cached per file identity for lazy matrices)."""
+    if not isinstance(matrix, SafetensorsMatrix):
+        return tensor_sha256(matrix.rows(0, matrix.shape[0]))
+    stat = matrix.path.stat()
+    ident = hashlib.sha256(
+        f"{matrix.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{matrix.key}".encode()
+    ).hexdigest()
+    memo = cache_dir("hashes") / f"{ident}.txt"
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for start in range(0, matrix.shape[0], chunk):
+        rows = matrix.rows(start, min(start + chunk, matrix.shape[0]))
+        digest.update(memoryview(rows.numpy()).cast("B"))
+    value = digest.hexdigest()
+    memo.write_text(value)
+    return value
+
+
+def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None]:
+    state: dict[str, torch.Tensor] = {}
+    for file in bins:
+        state.update(torch.load(str(file), map_location="cpu", weights_only=True))
+    emb = next((state[k] for k in EMBEDDING_KEYS if k in state), None)
+    if emb is None:
+        raise AuditInputError("no input-embedding tensor found in the .bin weights", "use safetensors weights")
+    out = next((state[k] for k in OUTPUT_KEYS if k in state), None)
+    tied = out is None or (out.shape == emb.shape and torch.equal(out, emb))
+    return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out)
+
+
+def _gguf_tokenizer(path: Path, target: Path) -> Any:
+    """Converts the GGUF tokenizer to a HF tokenizer directory at ``target`` (slow: ~15-30 s)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    tokenizer.save_pretrained(str(target))
+
+
+def _gguf_matrix(reader: Any, name: str) -> torch.Tensor | None:
+    import gguf
+
+    tensor = next((t for t in reader.tensors if t.name == name), None)
+    if tensor is None:
+        return None
+    data = gguf.dequantize(tensor.data, tensor.tensor_type)
+    rows, dim = int(tensor.shape[-1]), int(tensor.shape[0])  # GGUF lists dims fastest-first
+    return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32).reshape(rows, dim))
+
+
+def _convert_gguf(path: Path, target: Path) -> None:
+    """Dequantizes the embedding tensors and converts the tokenizer into ``target`` (once per file)."""
+    import gguf
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        with tqdm(total=3, desc=f"converting {path.name} (once, cached)", unit="step", leave=False) as bar:
+            try:
+                reader = gguf.GGUFReader(str(path))
+            except Exception as exc:
+                raise AuditInputError(f"{path} is not a readable GGUF file ({exc})", "check the file") from exc
+            arch_field = reader.fields.get("general.architecture")
+            model_type = str(arch_field.contents()) if arch_field is not None else "unknown"
+            bar.update()
+            emb = _gguf_matrix(reader, "token_embd.weight")
+            if emb is None:
+                raise AuditInputError(f"{path} has no token_embd.weight tensor", "is this a language-model GGUF?")
+            tensors = {"input": emb}
+            out = _gguf_matrix(reader, "output.weight")
+            if out is not None:
+                tensors["output"] = out
+            del reader
+            meta = {"model_type": model_type, "sha256": tensor_sha256(emb), "source": path.name}
+            save_file(tensors, str(staging / "embeddings.safetensors"), metadata=meta)
+            bar.update()
+            _gguf_tokenizer(path, staging / "tokenizer")
+            bar.update()
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_gguf(files: ModelFiles) -> Vocabulary:
+    from safetensors import safe_open
+
+    path = files.path
+    target = cache_dir("gguf") / sha256_file(path)
+    if not (target / "embeddings.safetensors").is_file():
+        _convert_gguf(path, target)
+    weights = target / "embeddings.safetensors"
+    with safe_open(str(weights), framework="pt") as handle:
+        meta = handle.metadata() or {}
+        has_output = "output" in handle.keys()
+    emb = SafetensorsMatrix(weights, "input")
+    tokenizer = _load_tokenizer_dir(target / "tokenizer")
+    lower, strip = _normalizer_flags(tokenizer)
+    model_type = meta.get("model_type", "unknown")
+    return Vocabulary(
+        spec=files.spec,
+        model_type=model_type,
+        input=emb,
+        output=SafetensorsMatrix(weights, "output") if has_output else None,
+        embed_scale=embed_scale_for(model_type, emb.shape[1]),
+        tokens=build_token_table(tokenizer, emb.shape[0]),
+        tokenizer=tokenizer,
+        sha256=meta["sha256"],
+        uncased=lower,
+        strips_accents=strip,
+        source_path=path,
+    )
+
+
+def vocabulary_from_tensors(
+    embeddings: torch.Tensor,
+    tokenizer: Any,
+    *,
+    spec: str = "synthetic",
+    model_type: str = "synthetic",
+    embed_scale: float = 1.0,
+    output: torch.Tensor | None = None,
+) -> Vocabulary:
+    """Builds a Vocabulary from in-memory tensors (tests, callers that already hold the weights)."""
+    lower, strip = _normalizer_flags(tokenizer)
+    return Vocabulary(
+        spec=spec,
+        model_type=model_type,
+        input=InMemoryMatrix(embeddings),
+        output=InMemoryMatrix(output) if output is not None else None,
+        embed_scale=embed_scale,
+        tokens=build_token_table(tokenizer, embeddings.shape[0]),
+        tokenizer=tokenizer,
+        sha256=tensor_sha256(embeddings.to(torch.float32)),
+        uncased=lower,
+        strips_accents=strip,
+        source_path=Path(spec),
+    )
