@@ -1,0 +1,218 @@
+"""Command line: thin layer that parses arguments into AuditConfig, runs, renders, sets the exit code.
+
+Exit codes: 0 done and risk below --fail-on; 1 risk at or above --fail-on; 2 usage or input error
+(one line on stderr, no output file written); 3 internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from audit import __version__
+from audit.config import DEFAULT_LANGUAGES, DEFAULT_SEED, DEFAULT_TOP_K, DEVICE_CHOICES, FAIL_ON_CHOICES
+from audit.errors import AuditInputError
+
+EXIT_OK, EXIT_RISK, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AuditInputError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="prompt-audit",
+        description="Audit a soft prompt: project it onto the vocabulary with several methods, measure their "
+        "disagreement, flag sensitive neighbours, and write JSON/HTML risk reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"prompt-audit {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    scan = sub.add_parser("scan", help="audit one soft prompt", description="Audit one soft prompt.")
+    scan.add_argument("prompt", type=Path, help="PEFT adapter directory, .safetensors, .npy or .pt file")
+    scan.add_argument("--model", help="packaged alias (gemma-3-270m, all-minilm-l6-v2, smollm2-135m), .gguf file, "
+                      "HF model directory, or cached HF id; default: the adapter's base_model_name_or_path")
+    scan.add_argument("--methods", type=_csv, default=("all",), help="'all' (default) or a comma list; see "
+                      "`prompt-audit methods`")
+    scan.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="neighbours per position and method "
+                      f"(default {DEFAULT_TOP_K})")
+    scan.add_argument("--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)")
+    scan.add_argument("--wordlists", type=Path, action="append", default=[], metavar="DIR",
+                      help="extra wordlist folder (same schema; later files override by term id); repeatable")
+    scan.add_argument("--allowlist", type=Path, help="TOML allow-list of forms to suppress, with reasons")
+    scan.add_argument("--reference-text", help="the prompt's claimed intent; default: PEFT's "
+                      "prompt_tuning_init_text")
+    scan.add_argument("--json", type=Path, help="write the JSON result here")
+    scan.add_argument("--html", type=Path, help="write the HTML report here")
+    scan.add_argument("--fail-on", choices=FAIL_ON_CHOICES, default="never", help="exit 1 when the overall "
+                      "risk is at or above this level (default never)")
+    scan.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for every random draw (default 0)")
+    scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
+    scan.add_argument("--allow-pickle-model", action="store_true", help="allow a model directory with only "
+                      "pickle .bin weights (they can run code: only for files you trust)")
+    scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
+    scan.add_argument("--force", action="store_true", help="overwrite existing --json/--html files")
+    scan.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    demo = sub.add_parser("demo", help="audit the bundled example prompts (the embedded default)",
+                          description="Audit the bundled demo adapters on the packaged Gemma 3 270M and write "
+                          "their reports and an index page.")
+    demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="output folder (default "
+                      "reports/demo); the demo's own report files there are replaced")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
+
+    words = sub.add_parser("wordlists", help="list, check or measure the sensitive-term wordlists",
+                           description="Inspect the sensitive-term wordlists.")
+    words.add_argument("action", choices=("list", "check", "coverage", "manifest"),
+                       help="list: categories and counts; check: validate; coverage: per-category coverage "
+                       "for --model; manifest: regenerate wordlists/manifest.toml (developers)")
+    words.add_argument("--model", help="model for coverage (alias, .gguf, HF dir)")
+    words.add_argument("--wordlists", type=Path, action="append", default=[], metavar="DIR",
+                       help="extra wordlist folder to include")
+    words.add_argument("--lang", type=_csv, default=DEFAULT_LANGUAGES, help="languages (default es,en)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"scan": _scan, "demo": _demo, "methods": _methods, "wordlists": _wordlists}[args.command]
+        return handler(args)
+    except AuditInputError as exc:
+        print(f"prompt-audit: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("prompt-audit: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("PROMPT_AUDIT_DEBUG"):
+            raise
+        print(f"prompt-audit: internal error: {type(exc).__name__}: {exc} (rerun with PROMPT_AUDIT_DEBUG=1 "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from audit.config import AuditConfig
+    from audit.output import check_writable, write_outputs
+    from audit.pipeline import run_audit
+    from audit.report.json_out import render_json
+    from audit.report.render import render_html
+    from audit.report.terminal import render_terminal
+
+    outputs = [p for p in (args.json, args.html) if p is not None]
+    check_writable(outputs, force=args.force)
+    config = AuditConfig(
+        prompt=args.prompt,
+        model=args.model,
+        methods=args.methods,
+        top_k=args.top_k,
+        languages=args.lang,
+        wordlist_dirs=tuple(args.wordlists),
+        allowlist=args.allowlist,
+        reference_text=args.reference_text,
+        seed=args.seed,
+        fail_on=args.fail_on,
+        key=args.key,
+        allow_pickle_model=args.allow_pickle_model,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    result = run_audit(config)
+    contents = {}
+    if args.json:
+        contents[args.json] = render_json(result)
+    if args.html:
+        contents[args.html] = render_html(result)
+    write_outputs(contents)
+    print(render_terminal(result, {("JSON" if p == args.json else "HTML"): str(p) for p in contents}), end="")
+    return exit_code(result.summary.risk.value, args.fail_on)
+
+
+def exit_code(risk: str, fail_on: str) -> int:
+    order = ("low", "medium", "high")
+    if fail_on == "never":
+        return EXIT_OK
+    return EXIT_RISK if order.index(risk) >= order.index(fail_on) else EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from audit.demo.run import run_demo
+
+    return run_demo(args.out, progress=not args.quiet)
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from audit.projection import METHODS
+
+    width = max(len(n) for n in METHODS)
+    for name, method in METHODS.items():
+        print(f"{name:<{width}}  {method.summary}")
+    return EXIT_OK
+
+
+def _wordlists(args: argparse.Namespace) -> int:
+    from audit import wordlists as wl
+
+    if args.action == "manifest":
+        manifest = wl._bundle_root() / "manifest.toml"
+        version = wl.read_manifest().get("bundle_version", "1.0.0")
+        Path(str(manifest)).write_text(wl.build_manifest_text(version), encoding="utf-8")
+        print(f"wrote {manifest}")
+        return EXIT_OK
+    if args.action == "check":
+        problems = wl.check_bundle(tuple(args.wordlists))
+        if problems:
+            for item in problems:
+                print(item, file=sys.stderr)
+            print(f"prompt-audit: error: {len(problems)} wordlist problem(s); fix the files named above",
+                  file=sys.stderr)
+            return EXIT_INPUT
+        lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=None)
+        print(f"wordlists OK: bundle {lists.bundle_version}, {len(lists.files)} files, {len(lists.terms)} terms")
+        return EXIT_OK
+    lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=args.lang)
+    if args.action == "list":
+        counts: dict[tuple[str, str], list[int]] = {}
+        for term in lists.terms:
+            entry = counts.setdefault((term.language, term.category), [0, 0])
+            entry[0] += 1
+            entry[1] += len(term.forms)
+        print(f"bundle {lists.bundle_version}")
+        print(f"{'lang':<5}{'category':<20}{'terms':>7}{'forms':>7}")
+        for (language, category), (n_terms, n_forms) in sorted(counts.items()):
+            print(f"{language:<5}{category:<20}{n_terms:>7}{n_forms:>7}")
+        return EXIT_OK
+    if not args.model:
+        raise AuditInputError("wordlists coverage needs --model", "e.g. --model gemma-3-270m")
+    from audit.vocab import load_vocabulary
+
+    vocab = load_vocabulary(args.model)
+    rows = wl.coverage(lists, wl.build_index(vocab, lists))
+    print(f"coverage of {len(lists.terms)} terms in {vocab.spec} ({vocab.size} tokens): share of terms with a "
+          "form that is one whole token")
+    print(f"{'lang':<5}{'category':<20}{'covered':>9}{'share':>8}  not representable as one token")
+    for row in rows:
+        flag = "  LOW" if row.low else ""
+        missing = ", ".join(row.missing[:8]) + (" ..." if len(row.missing) > 8 else "")
+        print(f"{row.language:<5}{row.category:<20}{row.n_covered:>4}/{row.n_terms:<4}{100 * row.share:>7.0f}%"
+              f"{flag}  {missing}")
+    low = [r for r in rows if r.low]
+    if low:
+        print(f"warning: {len(low)} categories below {100 * wl.LOW_COVERAGE:.0f} % coverage: hits on their "
+              "missing terms can only be partial (multi-token)", file=sys.stderr)
+    return EXIT_OK

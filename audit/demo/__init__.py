@@ -1,0 +1,1 @@
+"""The embedded demo: committed PEFT adapters and the demo audit."""

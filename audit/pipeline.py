@@ -1,0 +1,314 @@
+"""run_audit: the pipeline, top to bottom. Rendering is a separate call (audit.report)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from audit import __version__
+from audit.config import AuditConfig
+from audit.errors import AuditInputError
+from audit.flags import Hit, find_hits
+from audit.projection import TopK, agreement, count_rows, project, resolve_methods
+from audit.prompts import SoftPrompt, load_prompt
+from audit.records import (
+    AuditResult,
+    Flag,
+    ModelInfo,
+    Neighbor,
+    PositionResult,
+    Projection,
+    PromptInfo,
+    Risk,
+    Summary,
+    WordlistInfo,
+)
+from audit.scoring import flag_severity, position_risk, prompt_f1
+from audit.stats import VocabStats, load_or_compute_stats, norm_percentile
+from audit.vocab import Vocabulary, load_vocabulary
+from audit.wordlists import Wordlists, build_index, coverage, load_wordlists
+
+
+def resolve_model_spec(config: AuditConfig, prompt: SoftPrompt) -> str:
+    if config.model:
+        return config.model
+    if prompt.peft is not None and prompt.peft.base_model:
+        return prompt.peft.base_model
+    raise AuditInputError(
+        f"no model given and {prompt.path} names no base model",
+        "pass --model (a packaged alias such as gemma-3-270m, a .gguf file or a model directory)",
+    )
+
+
+def check_dims(prompt: SoftPrompt, vocab: Vocabulary) -> None:
+    if prompt.vectors.shape[1] != vocab.dim:
+        raise AuditInputError(
+            f"prompt has dim {prompt.vectors.shape[1]} but model '{vocab.spec}' has d_model {vocab.dim}",
+            "is this the right base model? pass --model",
+        )
+
+
+def run_audit(config: AuditConfig) -> AuditResult:
+    """Loads the prompt, vocabulary and wordlists, projects, flags and scores. No rendering."""
+    if config.top_k < 1:
+        raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
+    methods = resolve_methods(config.methods)
+    prompt = load_prompt(config.prompt, key=config.key)
+    vocab = load_vocabulary(resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model)
+    check_dims(prompt, vocab)
+    lists = load_wordlists(
+        user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
+    )
+    stats = load_or_compute_stats(vocab, chunk_size=config.chunk_size, show_progress=config.progress)
+    tops = _project_with_progress(prompt, vocab, stats, methods, config)
+    index = build_index(vocab, lists)
+    hits = find_hits(tops, vocab, index, lists)
+    reference = config.reference_text or (prompt.peft.init_text if prompt.peft else None)
+    return assemble(config, prompt, vocab, lists, stats, methods, tops, hits, index, reference)
+
+
+def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, TopK]:
+    from tqdm import tqdm
+
+    device = _device(config.device)
+    with tqdm(
+        total=count_rows(vocab, methods),
+        desc="projecting",
+        unit="tok",
+        unit_scale=True,
+        disable=not config.progress,
+        leave=False,
+    ) as bar:
+        return project(
+            prompt.vectors, vocab, stats, methods, config.top_k,
+            chunk_size=config.chunk_size, device=device, progress=bar.update,
+        )
+
+
+def _device(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise AuditInputError("--device cuda was asked for but no CUDA device is available", "use --device cpu")
+    return choice
+
+
+def assemble(
+    config: AuditConfig,
+    prompt: SoftPrompt,
+    vocab: Vocabulary,
+    lists: Wordlists,
+    stats: VocabStats,
+    methods: tuple[str, ...],
+    tops: dict[str, TopK],
+    hits: list[Hit],
+    index,
+    reference: str | None,
+) -> AuditResult:
+    """Turns projections and hits into the typed result (pure apart from tokenizing the reference)."""
+    surfaces = vocab.tokens.surfaces
+    agreement_methods = tuple(m for m in methods if not (m == "unembed" and vocab.tied and "dot" in methods))
+    top1_agree, jaccard = agreement({m: tops[m] for m in agreement_methods})
+    nearest_l2 = _nearest_distance(prompt.vectors, vocab, stats)
+    norms = prompt.vectors.norm(dim=1).numpy()
+    percentiles = norm_percentile(stats, norms)
+    drift = _drift(prompt, vocab, reference)
+    flags_by_pos: dict[int, list[Flag]] = {}
+    for hit in hits:
+        flags_by_pos.setdefault(hit.position, []).append(_flag(hit, lists))
+    positions = []
+    for segment in prompt.segments:
+        for pos in range(segment.start, segment.stop):
+            pos_flags = tuple(flags_by_pos.get(pos, ()))
+            active = tuple(f for f in pos_flags if f.suppressed is None)
+            suppressed = tuple(f for f in pos_flags if f.suppressed is not None)
+            neighbors = {
+                m: tuple(
+                    Neighbor(r + 1, int(t), surfaces[int(t)], float(s))
+                    for r, (t, s) in enumerate(zip(tops[m].ids[pos].tolist(), tops[m].scores[pos].tolist()))
+                )
+                for m in methods
+            }
+            projections = {
+                m: Projection(
+                    nb[0].token_id, nb[0].token, nb[0].score, nb[0].score - nb[1].score if len(nb) > 1 else 0.0
+                )
+                for m, nb in neighbors.items()
+            }
+            positions.append(
+                PositionResult(
+                    index=pos,
+                    segment=segment.name,
+                    projections=projections,
+                    neighbors=neighbors,
+                    agreement=float(top1_agree[pos]),
+                    jaccard=float(jaccard[pos]),
+                    off_manifold=float(nearest_l2[pos] / max(stats.median_nn_distance, 1e-12)),
+                    norm_ratio=float(norms[pos] / max(stats.median_token_norm, 1e-12)),
+                    norm_percentile=float(percentiles[pos]),
+                    drift=None if drift is None else float(drift[pos]),
+                    risk=position_risk(active, float(top1_agree[pos])),
+                    flags=active,
+                    suppressed=suppressed,
+                )
+            )
+    projected = {m: _projected_text(prompt, vocab, tops[m]) for m in methods}
+    waywardness = (
+        {m: {"prompt_f1": prompt_f1(text, reference)} for m, text in projected.items()} if reference else None
+    )
+    rows = coverage(lists, index)
+    share = {(r.language, r.category): r.share for r in rows}
+    result_positions = tuple(positions)
+    return AuditResult(
+        tool_version=__version__,
+        prompt=PromptInfo(
+            path=str(prompt.path),
+            sha256=prompt.sha256,
+            format=prompt.format,
+            n_tokens=int(prompt.vectors.shape[0]),
+            dim=int(prompt.vectors.shape[1]),
+            peft_type=prompt.peft.peft_type if prompt.peft else None,
+            segments=tuple((s.name, s.start, s.stop) for s in prompt.segments),
+        ),
+        model=ModelInfo(
+            spec=vocab.spec,
+            model_type=vocab.model_type,
+            vocab_size=vocab.size,
+            dim=vocab.dim,
+            embed_scale=vocab.embed_scale,
+            tied=vocab.tied,
+            sha256=vocab.sha256,
+            n_rankable=int((~vocab.tokens.special).sum()),
+        ),
+        wordlists=tuple(
+            WordlistInfo(f.id, f.version, f.language, f.category, f.sha256, f.n_terms,
+                         share.get((f.language, f.category)), f.origin)
+            for f in sorted(lists.files, key=lambda f: (f.origin, f.id, f.path))
+        ),
+        wordlist_bundle=lists.bundle_version,
+        reference_text=reference,
+        methods=methods,
+        agreement_methods=agreement_methods,
+        top_k=int(next(iter(tops.values())).ids.shape[1]),
+        languages=tuple(config.languages),
+        seed=config.seed,
+        fail_on=config.fail_on,
+        positions=result_positions,
+        projected_text=projected,
+        waywardness=waywardness,
+        summary=summarize(result_positions),
+        coverage=rows,
+        notes=_notes(vocab, methods),
+    )
+
+
+def _flag(hit: Hit, lists: Wordlists) -> Flag:
+    term = lists.term(hit.term_id)
+    severity = flag_severity(term.severity, term.policy, hit.word_start, hit.partial, None)
+    return Flag(
+        position=hit.position,
+        method=hit.method,
+        rank=hit.rank,
+        token_id=hit.token_id,
+        token=hit.token,
+        term_id=term.id,
+        term=term.lemma,
+        category=term.category,
+        language=term.language,
+        score=hit.score,
+        gap_to_top1=hit.gap_to_top1,
+        is_top1=hit.rank == 1,
+        word_start=hit.word_start,
+        partial=hit.partial,
+        policy=term.policy,
+        term_severity=term.severity.label,
+        p_value=None,
+        q_value=None,
+        severity=severity.label,
+        suppressed=hit.suppressed,
+    )
+
+
+def summarize(positions: tuple[PositionResult, ...]) -> Summary:
+    flags = [f for p in positions for f in p.flags]
+    risk = Risk.worst(p.risk for p in positions)
+    by_cat = Counter(f.category for f in flags)
+    by_sev = Counter(f.severity for f in flags)
+    flagged = [p.index for p in positions if p.risk != Risk.LOW]
+    if risk == Risk.HIGH:
+        verdict = (
+            f"Do not deploy without review: {len(flagged)} position(s) read as, or sit next to, a "
+            "high-severity sensitive term under at least one projection."
+        )
+    elif risk == Risk.MEDIUM:
+        verdict = (
+            f"Review before deploying: {len(flagged)} position(s) have sensitive terms among their "
+            "neighbours, none of them the reading itself at high severity."
+        )
+    else:
+        verdict = "No position reads as or sits close to a counted sensitive term under any method."
+    mean_agreement = float(np.mean([p.agreement for p in positions])) if positions else 1.0
+    return Summary(
+        risk=risk,
+        n_flags=len(flags),
+        n_suppressed=sum(len(p.suppressed) for p in positions),
+        flags_by_category=dict(sorted(by_cat.items())),
+        flags_by_severity={s: by_sev.get(s, 0) for s in ("high", "medium", "low")},
+        mean_agreement=mean_agreement,
+        verdict=verdict,
+    )
+
+
+def _nearest_distance(vectors: torch.Tensor, vocab: Vocabulary, stats: VocabStats) -> np.ndarray:
+    """Euclidean distance from each prompt row to its nearest rankable token (scaled space). (n,)"""
+    from audit.projection import project as _project
+
+    top = _project(vectors, vocab, stats, ("l2",), 1)["l2"]
+    return (-top.scores[:, 0]).numpy()
+
+
+def _drift(prompt: SoftPrompt, vocab: Vocabulary, reference: str | None) -> np.ndarray | None:
+    """Cosine of each row to the reference token at the same position, when the reference text
+    tokenizes to exactly one token per virtual token (PEFT TEXT init). (n,) or None."""
+    if not reference:
+        return None
+    ids = vocab.tokenizer(reference, add_special_tokens=False)["input_ids"]
+    out = np.full(prompt.vectors.shape[0], np.nan)
+    for segment in prompt.segments:
+        length = segment.stop - segment.start
+        if length % max(len(ids), 1) != 0 or not ids:
+            return None
+        # PEFT repeats the init text when there are more virtual tokens than text tokens.
+        seg_ids = (ids * (length // len(ids)))[:length]
+        ref = torch.cat([vocab.input.rows(i, i + 1) for i in seg_ids]) * vocab.embed_scale
+        rows = prompt.vectors[segment.start : segment.stop]
+        out[segment.start : segment.stop] = torch.nn.functional.cosine_similarity(rows, ref, dim=1).numpy()
+    return out
+
+
+def _projected_text(prompt: SoftPrompt, vocab: Vocabulary, top: TopK) -> str:
+    parts = []
+    for segment in prompt.segments:
+        text = vocab.decode(top.ids[segment.start : segment.stop, 0].tolist())
+        parts.append(text if len(prompt.segments) == 1 else f"[{segment.name}] {text}")
+    return " ".join(parts)
+
+
+def _notes(vocab: Vocabulary, methods: tuple[str, ...]) -> tuple[str, ...]:
+    notes = []
+    if "unembed" in methods and vocab.tied:
+        notes.append(
+            "The model ties its output matrix to the input embeddings, so 'unembed' ranks tokens exactly "
+            "like 'dot'; it is shown but counted once in cross-method agreement."
+        )
+    if vocab.embed_scale != 1.0:
+        notes.append(
+            f"This model multiplies input embeddings by {vocab.embed_scale:.4f}; prompts are compared with "
+            "E * scale (the space PEFT stores them in)."
+        )
+    notes.append(
+        f"{int(vocab.tokens.special.sum())} special/control tokens are excluded from every ranking."
+    )
+    return tuple(notes)

@@ -1,0 +1,1 @@
+"""Shipped sensitive-term wordlists (data package; see SCHEMA.md)."""
