@@ -40,47 +40,94 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", help="audit one soft prompt", description="Audit one soft prompt.")
     scan.add_argument("prompt", type=Path, help="PEFT adapter directory, .safetensors, .npy or .pt file")
-    scan.add_argument("--model", help="packaged alias (gemma-3-270m, all-minilm-l6-v2, smollm2-135m), .gguf file, "
-                      "HF model directory, or cached HF id; default: the adapter's base_model_name_or_path")
-    scan.add_argument("--methods", type=_csv, default=("all",), help="'all' (default) or a comma list; see "
-                      "`prompt-audit methods`")
-    scan.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="neighbours per position and method "
-                      f"(default {DEFAULT_TOP_K})")
-    scan.add_argument("--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)")
-    scan.add_argument("--wordlists", type=Path, action="append", default=[], metavar="DIR",
-                      help="extra wordlist folder (same schema; later files override by term id); repeatable")
+    scan.add_argument(
+        "--model",
+        help="packaged alias (gemma-3-270m, all-minilm-l6-v2, smollm2-135m), .gguf file, "
+        "HF model directory, or cached HF id; default: the adapter's base_model_name_or_path",
+    )
+    scan.add_argument(
+        "--methods",
+        type=_csv,
+        default=("all",),
+        help="'all' (default) or a comma list; see `prompt-audit methods`",
+    )
+    scan.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"neighbours per position and method (default {DEFAULT_TOP_K})",
+    )
+    scan.add_argument(
+        "--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)"
+    )
+    scan.add_argument(
+        "--wordlists",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra wordlist folder (same schema; later files override by term id); repeatable",
+    )
     scan.add_argument("--allowlist", type=Path, help="TOML allow-list of forms to suppress, with reasons")
-    scan.add_argument("--reference-text", help="the prompt's claimed intent; default: PEFT's "
-                      "prompt_tuning_init_text")
+    scan.add_argument(
+        "--reference-text", help="the prompt's claimed intent; default: PEFT's prompt_tuning_init_text"
+    )
     scan.add_argument("--json", type=Path, help="write the JSON result here")
     scan.add_argument("--html", type=Path, help="write the HTML report here")
-    scan.add_argument("--fail-on", choices=FAIL_ON_CHOICES, default="never", help="exit 1 when the overall "
-                      "risk is at or above this level (default never)")
+    scan.add_argument(
+        "--fail-on",
+        choices=FAIL_ON_CHOICES,
+        default="never",
+        help="exit 1 when the overall risk is at or above this level (default never)",
+    )
     scan.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for every random draw (default 0)")
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
-    scan.add_argument("--allow-pickle-model", action="store_true", help="allow a model directory with only "
-                      "pickle .bin weights (they can run code: only for files you trust)")
+    scan.add_argument(
+        "--allow-pickle-model",
+        action="store_true",
+        help="allow a model directory with only "
+        "pickle .bin weights (they can run code: only for files you trust)",
+    )
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
     scan.add_argument("--force", action="store_true", help="overwrite existing --json/--html files")
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    demo = sub.add_parser("demo", help="audit the bundled example prompts (the embedded default)",
-                          description="Audit the bundled demo adapters on the packaged Gemma 3 270M and write "
-                          "their reports and an index page.")
-    demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="output folder (default "
-                      "reports/demo); the demo's own report files there are replaced")
+    demo = sub.add_parser(
+        "demo",
+        help="audit the bundled example prompts (the embedded default)",
+        description="Audit the bundled demo adapters on the packaged Gemma 3 270M and write "
+        "their reports and an index page.",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/demo"),
+        help="output folder (default reports/demo); the demo's own report files there are replaced",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
 
-    words = sub.add_parser("wordlists", help="list, check or measure the sensitive-term wordlists",
-                           description="Inspect the sensitive-term wordlists.")
-    words.add_argument("action", choices=("list", "check", "coverage", "manifest"),
-                       help="list: categories and counts; check: validate; coverage: per-category coverage "
-                       "for --model; manifest: regenerate wordlists/manifest.toml (developers)")
+    words = sub.add_parser(
+        "wordlists",
+        help="list, check or measure the sensitive-term wordlists",
+        description="Inspect the sensitive-term wordlists.",
+    )
+    words.add_argument(
+        "action",
+        choices=("list", "check", "coverage", "manifest"),
+        help="list: categories and counts; check: validate; coverage: per-category coverage "
+        "for --model; manifest: regenerate wordlists/manifest.toml (developers)",
+    )
     words.add_argument("--model", help="model for coverage (alias, .gguf, HF dir)")
-    words.add_argument("--wordlists", type=Path, action="append", default=[], metavar="DIR",
-                       help="extra wordlist folder to include")
+    words.add_argument(
+        "--wordlists",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra wordlist folder to include",
+    )
     words.add_argument("--lang", type=_csv, default=DEFAULT_LANGUAGES, help="languages (default es,en)")
     return parser
 
@@ -101,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("PROMPT_AUDIT_DEBUG"):
             raise
-        print(f"prompt-audit: internal error: {type(exc).__name__}: {exc} (rerun with PROMPT_AUDIT_DEBUG=1 "
-              "for the traceback, and please report it)", file=sys.stderr)
+        print(
+            f"prompt-audit: internal error: {type(exc).__name__}: {exc} (rerun with PROMPT_AUDIT_DEBUG=1 "
+            "for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 
@@ -179,11 +229,15 @@ def _wordlists(args: argparse.Namespace) -> int:
         if problems:
             for item in problems:
                 print(item, file=sys.stderr)
-            print(f"prompt-audit: error: {len(problems)} wordlist problem(s); fix the files named above",
-                  file=sys.stderr)
+            print(
+                f"prompt-audit: error: {len(problems)} wordlist problem(s); fix the files named above",
+                file=sys.stderr,
+            )
             return EXIT_INPUT
         lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=None)
-        print(f"wordlists OK: bundle {lists.bundle_version}, {len(lists.files)} files, {len(lists.terms)} terms")
+        print(
+            f"wordlists OK: bundle {lists.bundle_version}, {len(lists.files)} files, {len(lists.terms)} terms"
+        )
         return EXIT_OK
     lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=args.lang)
     if args.action == "list":
@@ -203,16 +257,23 @@ def _wordlists(args: argparse.Namespace) -> int:
 
     vocab = load_vocabulary(args.model)
     rows = wl.coverage(lists, wl.build_index(vocab, lists))
-    print(f"coverage of {len(lists.terms)} terms in {vocab.spec} ({vocab.size} tokens): share of terms with a "
-          "form that is one whole token")
+    print(
+        f"coverage of {len(lists.terms)} terms in {vocab.spec} ({vocab.size} tokens): share of terms with a "
+        "form that is one whole token"
+    )
     print(f"{'lang':<5}{'category':<20}{'covered':>9}{'share':>8}  not representable as one token")
     for row in rows:
         flag = "  LOW" if row.low else ""
         missing = ", ".join(row.missing[:8]) + (" ..." if len(row.missing) > 8 else "")
-        print(f"{row.language:<5}{row.category:<20}{row.n_covered:>4}/{row.n_terms:<4}{100 * row.share:>7.0f}%"
-              f"{flag}  {missing}")
+        print(
+            f"{row.language:<5}{row.category:<20}{row.n_covered:>4}/{row.n_terms:<4}{100 * row.share:>7.0f}%"
+            f"{flag}  {missing}"
+        )
     low = [r for r in rows if r.low]
     if low:
-        print(f"warning: {len(low)} categories below {100 * wl.LOW_COVERAGE:.0f} % coverage: hits on their "
-              "missing terms can only be partial (multi-token)", file=sys.stderr)
+        print(
+            f"warning: {len(low)} categories below {100 * wl.LOW_COVERAGE:.0f} % coverage: hits on their "
+            "missing terms can only be partial (multi-token)",
+            file=sys.stderr,
+        )
     return EXIT_OK

@@ -57,8 +57,19 @@ def find_hits(
                     term = lists.term(term_id)
                     word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
                     hits.append(
-                        Hit(pos, method, rank, tok, surfaces[tok], term_id, score, best - score,
-                            True, True, allow_reason(lists.allow, term, word, vocab.spec))
+                        Hit(
+                            pos,
+                            method,
+                            rank,
+                            tok,
+                            surfaces[tok],
+                            term_id,
+                            score,
+                            best - score,
+                            True,
+                            True,
+                            allow_reason(lists.allow, term, word, vocab.spec),
+                        )
                     )
                 for term_id in index.token_terms.get(tok, ()):
                     if term_id not in lists._by_id:
@@ -66,8 +77,19 @@ def find_hits(
                     term = lists.term(term_id)
                     word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
                     hits.append(
-                        Hit(pos, method, rank, tok, surfaces[tok], term_id, score, best - score,
-                            bool(word_start[tok]), False, allow_reason(lists.allow, term, word, vocab.spec))
+                        Hit(
+                            pos,
+                            method,
+                            rank,
+                            tok,
+                            surfaces[tok],
+                            term_id,
+                            score,
+                            best - score,
+                            bool(word_start[tok]),
+                            False,
+                            allow_reason(lists.allow, term, word, vocab.spec),
+                        )
                     )
             for term_id, combos in index.multi.items():
                 if term_id not in lists._by_id:
@@ -79,9 +101,19 @@ def find_hits(
                         term = lists.term(term_id)
                         text = "".join(surfaces[t] for t in combo).strip()
                         hits.append(
-                            Hit(pos, method, rank, worst, text, term_id, row_scores[rank - 1],
-                                best - row_scores[rank - 1], True, True,
-                                allow_reason(lists.allow, term, normalize(text), vocab.spec))
+                            Hit(
+                                pos,
+                                method,
+                                rank,
+                                worst,
+                                text,
+                                term_id,
+                                row_scores[rank - 1],
+                                best - row_scores[rank - 1],
+                                True,
+                                True,
+                                allow_reason(lists.allow, term, normalize(text), vocab.spec),
+                            )
                         )
                         break
     hits.sort(key=lambda h: (h.position, h.method, h.rank, h.term_id))

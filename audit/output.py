@@ -29,4 +29,6 @@ def write_outputs(contents: dict[Path, str]) -> None:
     except OSError as exc:
         for path in written:
             path.unlink(missing_ok=True)
-        raise AuditInputError(f"cannot write {path} ({exc.strerror})", "check the folder's permissions") from exc
+        raise AuditInputError(
+            f"cannot write {path} ({exc.strerror})", "check the folder's permissions"
+        ) from exc

@@ -82,8 +82,14 @@ def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, T
         leave=False,
     ) as bar:
         return project(
-            prompt.vectors, vocab, stats, methods, config.top_k,
-            chunk_size=config.chunk_size, device=device, progress=bar.update,
+            prompt.vectors,
+            vocab,
+            stats,
+            methods,
+            config.top_k,
+            chunk_size=config.chunk_size,
+            device=device,
+            progress=bar.update,
         )
 
 
@@ -91,7 +97,9 @@ def _device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
-        raise AuditInputError("--device cuda was asked for but no CUDA device is available", "use --device cpu")
+        raise AuditInputError(
+            "--device cuda was asked for but no CUDA device is available", "use --device cpu"
+        )
     return choice
 
 
@@ -133,7 +141,10 @@ def assemble(
             }
             projections = {
                 m: Projection(
-                    nb[0].token_id, nb[0].token, nb[0].score, nb[0].score - nb[1].score if len(nb) > 1 else 0.0
+                    nb[0].token_id,
+                    nb[0].token,
+                    nb[0].score,
+                    nb[0].score - nb[1].score if len(nb) > 1 else 0.0,
                 )
                 for m, nb in neighbors.items()
             }
@@ -155,8 +166,14 @@ def assemble(
                 )
             )
     projected = {m: _projected_text(prompt, vocab, tops[m]) for m in methods}
+    # F1 compares words: control tokens (<bos>, [CLS]) the reading starts with are not words.
     waywardness = (
-        {m: {"prompt_f1": prompt_f1(text, reference)} for m, text in projected.items()} if reference else None
+        {
+            m: {"prompt_f1": prompt_f1(_projected_text(prompt, vocab, tops[m], skip_special=True), reference)}
+            for m in methods
+        }
+        if reference
+        else None
     )
     rows = coverage(lists, index)
     share = {(r.language, r.category): r.share for r in rows}
@@ -183,8 +200,16 @@ def assemble(
             n_rankable=int((~vocab.tokens.special).sum()),
         ),
         wordlists=tuple(
-            WordlistInfo(f.id, f.version, f.language, f.category, f.sha256, f.n_terms,
-                         share.get((f.language, f.category)), f.origin)
+            WordlistInfo(
+                f.id,
+                f.version,
+                f.language,
+                f.category,
+                f.sha256,
+                f.n_terms,
+                share.get((f.language, f.category)),
+                f.origin,
+            )
             for f in sorted(lists.files, key=lambda f: (f.origin, f.id, f.path))
         ),
         wordlist_bundle=lists.bundle_version,
@@ -270,28 +295,21 @@ def _nearest_distance(vectors: torch.Tensor, vocab: Vocabulary, stats: VocabStat
 
 
 def _drift(prompt: SoftPrompt, vocab: Vocabulary, reference: str | None) -> np.ndarray | None:
-    """Cosine of each row to the reference token at the same position, when the reference text
-    tokenizes to exactly one token per virtual token (PEFT TEXT init). (n,) or None."""
+    """Cosine of each row to the token PEFT's TEXT init would have placed there for the reference
+    text (tokenized with special tokens, cut or repeated to the prompt's length). (n,) or None."""
     if not reference:
         return None
-    ids = vocab.tokenizer(reference, add_special_tokens=False)["input_ids"]
-    out = np.full(prompt.vectors.shape[0], np.nan)
-    for segment in prompt.segments:
-        length = segment.stop - segment.start
-        if length % max(len(ids), 1) != 0 or not ids:
-            return None
-        # PEFT repeats the init text when there are more virtual tokens than text tokens.
-        seg_ids = (ids * (length // len(ids)))[:length]
-        ref = torch.cat([vocab.input.rows(i, i + 1) for i in seg_ids]) * vocab.embed_scale
-        rows = prompt.vectors[segment.start : segment.stop]
-        out[segment.start : segment.stop] = torch.nn.functional.cosine_similarity(rows, ref, dim=1).numpy()
-    return out
+    ids = vocab.init_token_ids(reference, prompt.vectors.shape[0])
+    if not ids:
+        return None
+    ref = torch.cat([vocab.input.rows(i, i + 1) for i in ids]) * vocab.embed_scale
+    return torch.nn.functional.cosine_similarity(prompt.vectors, ref, dim=1).numpy()
 
 
-def _projected_text(prompt: SoftPrompt, vocab: Vocabulary, top: TopK) -> str:
+def _projected_text(prompt: SoftPrompt, vocab: Vocabulary, top: TopK, *, skip_special: bool = False) -> str:
     parts = []
     for segment in prompt.segments:
-        text = vocab.decode(top.ids[segment.start : segment.stop, 0].tolist())
+        text = vocab.decode(top.ids[segment.start : segment.stop, 0].tolist(), skip_special=skip_special)
         parts.append(text if len(prompt.segments) == 1 else f"[{segment.name}] {text}")
     return " ".join(parts)
 
@@ -309,6 +327,7 @@ def _notes(vocab: Vocabulary, methods: tuple[str, ...]) -> tuple[str, ...]:
             "E * scale (the space PEFT stores them in)."
         )
     notes.append(
-        f"{int(vocab.tokens.special.sum())} special/control tokens are excluded from every ranking."
+        f"{int(vocab.tokens.special.sum())} placeholder rows (<unusedN> tokens, rows past the tokenizer) are "
+        "excluded from every ranking; named control tokens such as <bos> or [CLS] are ranked."
     )
     return tuple(notes)

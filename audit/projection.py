@@ -51,14 +51,18 @@ def _raw(raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int,
     return raw
 
 
-def _l2_finish(raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int) -> torch.Tensor:
+def _l2_finish(
+    raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int
+) -> torch.Tensor:
     """-||p - e|| from p.e: ||p||^2 - 2 p.e + ||e||^2 (token norms precomputed)."""
     sq_tok = stats.token_norms[start:stop].to(raw.device) ** 2
     sq = (prompt * prompt).sum(-1, keepdim=True) - 2.0 * raw + sq_tok
     return -sq.clamp_min(0.0).sqrt()
 
 
-def _cosine_finish(raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int) -> torch.Tensor:
+def _cosine_finish(
+    raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int
+) -> torch.Tensor:
     return raw / stats.token_norms[start:stop].to(raw.device).clamp_min(1e-12)
 
 
@@ -73,7 +77,9 @@ def _centered_query(prompt: torch.Tensor, stats: VocabStats) -> torch.Tensor:
     return _unit(_remove_top(prompt - stats.mean.to(prompt.device), stats.components.to(prompt.device)))
 
 
-def _centered_finish(raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int) -> torch.Tensor:
+def _centered_finish(
+    raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int
+) -> torch.Tensor:
     """cos(p_perp, (e - mu)_perp) = (q.e - q.mu) / ||(e - mu)_perp|| with q the unit p_perp."""
     query = _centered_query(prompt, stats)
     offset = query @ stats.mean.to(raw.device)
@@ -87,7 +93,9 @@ def _whitened_query(prompt: torch.Tensor, stats: VocabStats) -> torch.Tensor:
     return query / (query * centred).sum(-1, keepdim=True).clamp_min(1e-12).sqrt()
 
 
-def _whitened_finish(raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int) -> torch.Tensor:
+def _whitened_finish(
+    raw: torch.Tensor, prompt: torch.Tensor, stats: VocabStats, start: int, stop: int
+) -> torch.Tensor:
     """cos(W(p - mu), W(e - mu)) = (q.e - q.mu) / ||W(e - mu)||, W = C_reg^(-1/2)."""
     offset = _whitened_query(prompt, stats) @ stats.mean.to(raw.device)
     return (raw - offset[:, None]) / stats.whitened_norms[start:stop].to(raw.device).clamp_min(1e-12)
@@ -100,18 +108,48 @@ def _cosine_query(prompt: torch.Tensor, stats: VocabStats) -> torch.Tensor:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("l2", "nearest token by Euclidean distance to E*scale (Prompt Waywardness code)", "input",
-               _identity, _l2_finish),
-        Method("dot", "largest inner product with E*scale (Prompt Waywardness paper; tied LM logit)", "input",
-               _identity, _raw),
-        Method("cosine", "largest cosine similarity with E*scale (Lester et al. 2021, PEZ)", "input",
-               _cosine_query, _cosine_finish),
-        Method("centered", "cosine after removing the vocabulary mean (and top principal directions)", "input",
-               _centered_query, _centered_finish),
-        Method("whitened", "cosine after regularised whitening with the vocabulary covariance (Mahalanobis)",
-               "input", _whitened_query, _whitened_finish),
-        Method("unembed", "logits of the output matrix (layer-0 logit lens); equals dot when tied", "output",
-               _identity, _raw),
+        Method(
+            "l2",
+            "nearest token by Euclidean distance to E*scale (Prompt Waywardness code)",
+            "input",
+            _identity,
+            _l2_finish,
+        ),
+        Method(
+            "dot",
+            "largest inner product with E*scale (Prompt Waywardness paper; tied LM logit)",
+            "input",
+            _identity,
+            _raw,
+        ),
+        Method(
+            "cosine",
+            "largest cosine similarity with E*scale (Lester et al. 2021, PEZ)",
+            "input",
+            _cosine_query,
+            _cosine_finish,
+        ),
+        Method(
+            "centered",
+            "cosine after removing the vocabulary mean (and top principal directions)",
+            "input",
+            _centered_query,
+            _centered_finish,
+        ),
+        Method(
+            "whitened",
+            "cosine after regularised whitening with the vocabulary covariance (Mahalanobis)",
+            "input",
+            _whitened_query,
+            _whitened_finish,
+        ),
+        Method(
+            "unembed",
+            "logits of the output matrix (layer-0 logit lens); equals dot when tied",
+            "output",
+            _identity,
+            _raw,
+        ),
     )
 }
 DEFAULT_METHODS = tuple(METHODS)
@@ -130,6 +168,33 @@ def resolve_methods(requested: tuple[str, ...] | None) -> tuple[str, ...]:
     if not requested:
         raise AuditInputError("no projection method selected", "pass --methods all or a list")
     return tuple(m for m in METHODS if m in requested)
+
+
+BLOCK = 2048
+
+
+def _blocked_inner(queries: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """queries @ rows.T computed in fixed blocks of BLOCK rows (the last one zero-padded).
+
+    BLAS picks kernels by matrix shape, so float32 results can differ in the last bit between
+    shapes; always multiplying (q, d) by (d, BLOCK) makes every score independent of chunk_size.
+
+    Args:
+        queries: (q, d); rows: (c, d), c a multiple of BLOCK except for the vocabulary's last chunk.
+
+    Returns:
+        (q, c) inner products.
+    """
+    out = queries.new_empty(queries.shape[0], rows.shape[0])
+    for start in range(0, rows.shape[0], BLOCK):
+        block = rows[start : start + BLOCK]
+        stop = start + block.shape[0]
+        if block.shape[0] < BLOCK:
+            block = torch.cat([block, block.new_zeros(BLOCK - block.shape[0], block.shape[1])])
+            out[:, start:stop] = (queries @ block.T)[:, : stop - start]
+        else:
+            torch.matmul(queries, block.T, out=out[:, start:stop])
+    return out
 
 
 @dataclass(frozen=True)
@@ -175,7 +240,8 @@ def project(
         stats: precomputed vocabulary statistics (mean, principal directions, whitening).
         methods: method names from :data:`METHODS`.
         k: neighbours to keep per position (capped at the number of rankable tokens).
-        chunk_size: vocabulary rows scored at once; memory is O(chunk_size * (d + n)).
+        chunk_size: vocabulary rows read at once (rounded up to a multiple of BLOCK); memory is
+            O(chunk_size * (d + n)). Results do not depend on it.
         progress: called with the number of rows done after each chunk.
 
     Returns:
@@ -186,6 +252,7 @@ def project(
             f"prompt has shape {tuple(prompt.shape)} but model '{vocab.spec}' has d_model {vocab.dim}",
             "is this the right base model? pass --model",
         )
+    chunk_size = max(BLOCK, -(-chunk_size // BLOCK) * BLOCK)  # a multiple of BLOCK
     n_valid = int((~vocab.tokens.special).sum())
     k = max(1, min(k, n_valid))
     dev = torch.device(device)
@@ -213,12 +280,14 @@ def project(
             rows = source.rows(start, stop).to(dev)
             if scale != 1.0:
                 rows = rows * scale
-            raw = queries @ rows.T
+            raw = _blocked_inner(queries, rows)
             penalty = mask_add[start:stop]
             ids = torch.arange(start, stop, device=dev).expand(n, -1)
             take = min(k, stop - start)
             for j, name in enumerate(names):
-                scores = METHODS[name].finish(raw[j * n : (j + 1) * n], query, dev_stats, start, stop) + penalty
+                scores = (
+                    METHODS[name].finish(raw[j * n : (j + 1) * n], query, dev_stats, start, stop) + penalty
+                )
                 top_scores, top_idx = torch.topk(scores, take, dim=1)
                 best[name] = _merge(best[name], ids.gather(1, top_idx), top_scores, k)
             if progress is not None:

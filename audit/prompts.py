@@ -118,7 +118,9 @@ def _load_safetensors(path: Path, key: str | None) -> torch.Tensor:
                     )
                 key = keys[0]
             if key not in keys:
-                raise AuditInputError(f"{path} has no tensor '{key}' (has: {', '.join(keys[:6])})", "fix --key")
+                raise AuditInputError(
+                    f"{path} has no tensor '{key}' (has: {', '.join(keys[:6])})", "fix --key"
+                )
             return handle.get_tensor(key)
     except SafetensorError as exc:
         raise AuditInputError(f"{path} is not a valid safetensors file ({exc})", "re-export it") from exc
@@ -155,7 +157,9 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise AuditInputError(f"{path} is not a plain numeric .npy array ({exc})", "save it with np.save") from exc
+        raise AuditInputError(
+            f"{path} is not a plain numeric .npy array ({exc})", "save it with np.save"
+        ) from exc
 
 
 def _load_peft_dir(path: Path, key: str | None) -> tuple[torch.Tensor, PeftInfo, list[Path]]:
@@ -173,7 +177,8 @@ def _load_peft_dir(path: Path, key: str | None) -> tuple[torch.Tensor, PeftInfo,
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type == "PREFIX_TUNING":
         raise AuditInputError(
-            f"{path} is a PREFIX_TUNING adapter: it stores per-layer key/value prefixes, not input embeddings",
+            f"{path} is a PREFIX_TUNING adapter: it stores per-layer key/value prefixes, "
+            "not input embeddings",
             "only PROMPT_TUNING and P_TUNING prompts live in the token-embedding space and can be projected",
         )
     if peft_type not in PROJECTABLE_PEFT_TYPES:

@@ -94,8 +94,15 @@ class VocabStats:
 
 
 TENSOR_FIELDS = (
-    "mean", "principal", "precision", "token_norms", "whitened_norms", "centered_sq",
-    "component_coords", "nn_distances", "valid",
+    "mean",
+    "principal",
+    "precision",
+    "token_norms",
+    "whitened_norms",
+    "centered_sq",
+    "component_coords",
+    "nn_distances",
+    "valid",
 )
 
 
@@ -180,7 +187,9 @@ def _key(vocab: Vocabulary) -> str:
     return f"{vocab.sha256}-s{vocab.embed_scale:.6f}-v{STATS_VERSION}"
 
 
-def load_or_compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, show_progress: bool = True) -> VocabStats:
+def load_or_compute_stats(
+    vocab: Vocabulary, *, chunk_size: int = 16384, show_progress: bool = True
+) -> VocabStats:
     """Vocabulary statistics from the on-disk cache, computing them (with a progress bar) if absent."""
     from safetensors.torch import load_file, save_file
 

@@ -104,7 +104,9 @@ class TokenTable:
     pieces: tuple[str, ...]
     surfaces: tuple[str, ...]
     word_start: np.ndarray  # (V,) bool
-    special: np.ndarray  # (V,) bool: control/unused/special tokens, excluded from rankings
+    special: np.ndarray  # (V,) bool: placeholders (<unusedN>, [unusedN], rows past the tokenizer),
+    # excluded from rankings and statistics. Named control tokens (<bos>, [CLS]) stay rankable: a
+    # PEFT TEXT init starts from <bos>/[CLS] rows, and the audit must be able to say so.
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,19 @@ class Vocabulary:
     def tied(self) -> bool:
         return self.output is None
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int], *, skip_special: bool = False) -> str:
         """Joins token ids into text with the tokenizer's own decoding."""
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return self.tokenizer.decode(
+            ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False
+        )
+
+    def init_token_ids(self, text: str, total: int) -> list[int]:
+        """The token ids PEFT's TEXT init embeds for ``text``: tokenized with special tokens, then
+        cut or repeated to ``total`` rows (peft.tuners.prompt_tuning)."""
+        ids = list(self.tokenizer(text)["input_ids"])
+        if not ids:
+            return []
+        return (ids * -(-total // len(ids)))[:total]
 
 
 def embed_scale_for(model_type: str, d_model: int, config: dict | None = None) -> float:
@@ -163,18 +175,15 @@ def tensor_sha256(tensor: torch.Tensor) -> str:
 
 
 def build_token_table(tokenizer: Any, vocab_size: int) -> TokenTable:
-    """Decodes every id: raw piece, surface form, word-start flag, special flag.
+    """Decodes every id: raw piece, surface form, word-start flag, placeholder flag.
 
-    Rows of the embedding matrix beyond the tokenizer's vocabulary (padding rows) are marked special.
+    Placeholder tokens (``<unusedN>``, ``[unusedN]``) and rows of the embedding matrix beyond the
+    tokenizer's vocabulary (padding rows) are marked ``special`` and never ranked.
     """
     n_tok = min(len(tokenizer), vocab_size)
     ids = list(range(n_tok))
     pieces = [p if p is not None else "" for p in tokenizer.convert_ids_to_tokens(ids)]
     surfaces = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
-    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for tok_id, added in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
-        if getattr(added, "special", False) and tok_id < n_tok:
-            special_ids.add(tok_id)
     word_start = np.zeros(vocab_size, dtype=bool)
     special = np.ones(vocab_size, dtype=bool)
     for i, (piece, surface) in enumerate(zip(pieces, surfaces)):
@@ -186,7 +195,7 @@ def build_token_table(tokenizer: Any, vocab_size: int) -> TokenTable:
             # WordPiece marks continuations with ##, so anything else starts a word there.
             starts = _is_wordpiece(tokenizer) and not piece.startswith("[")
         word_start[i] = starts
-        special[i] = i in special_ids or bool(_UNUSED.match(piece))
+        special[i] = bool(_UNUSED.match(piece))
     pad = [f"<row {i}>" for i in range(n_tok, vocab_size)]
     return TokenTable(
         pieces=tuple(pieces) + tuple(pad),
@@ -281,7 +290,8 @@ def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
         found = _find_key(weights, EMBEDDING_KEYS)
         if found is None:
             raise AuditInputError(
-                f"no input-embedding tensor found in {path} (looked for {', '.join(EMBEDDING_KEYS[:4])}, ...)",
+                f"no input-embedding tensor found in {path} "
+                f"(looked for {', '.join(EMBEDDING_KEYS[:4])}, ...)",
                 "this architecture is not supported yet; export the embedding matrix and pass a GGUF/HF dir",
             )
         input_matrix = SafetensorsMatrix(*found)
@@ -334,7 +344,9 @@ def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None]:
         state.update(torch.load(str(file), map_location="cpu", weights_only=True))
     emb = next((state[k] for k in EMBEDDING_KEYS if k in state), None)
     if emb is None:
-        raise AuditInputError("no input-embedding tensor found in the .bin weights", "use safetensors weights")
+        raise AuditInputError(
+            "no input-embedding tensor found in the .bin weights", "use safetensors weights"
+        )
     out = next((state[k] for k in OUTPUT_KEYS if k in state), None)
     tied = out is None or (out.shape == emb.shape and torch.equal(out, emb))
     return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out)
@@ -371,13 +383,17 @@ def _convert_gguf(path: Path, target: Path) -> None:
             try:
                 reader = gguf.GGUFReader(str(path))
             except Exception as exc:
-                raise AuditInputError(f"{path} is not a readable GGUF file ({exc})", "check the file") from exc
+                raise AuditInputError(
+                    f"{path} is not a readable GGUF file ({exc})", "check the file"
+                ) from exc
             arch_field = reader.fields.get("general.architecture")
             model_type = str(arch_field.contents()) if arch_field is not None else "unknown"
             bar.update()
             emb = _gguf_matrix(reader, "token_embd.weight")
             if emb is None:
-                raise AuditInputError(f"{path} has no token_embd.weight tensor", "is this a language-model GGUF?")
+                raise AuditInputError(
+                    f"{path} has no token_embd.weight tensor", "is this a language-model GGUF?"
+                )
             tensors = {"input": emb}
             out = _gguf_matrix(reader, "output.weight")
             if out is not None:

@@ -87,7 +87,18 @@ REQUIRED_NAME_GROUPS = ("female", "male")
 MIN_NAME_GROUPS = 4
 KINDS = ("identity", "descriptor", "proxy_name", "slur")
 POLICIES = ("count", "downweight", "report_only")
-SOURCE_IDS = ("ley15", "eu_charter", "eeoc", "esbbq", "bbq", "holisticbias", "mmhb", "ldnoobw", "ine", "curated")
+SOURCE_IDS = (
+    "ley15",
+    "eu_charter",
+    "eeoc",
+    "esbbq",
+    "bbq",
+    "holisticbias",
+    "mmhb",
+    "ldnoobw",
+    "ine",
+    "curated",
+)
 ID_PATTERN = re.compile(r"^[a-z]{2}\.[a-z_]+\.[a-z0-9_]+$")
 LOW_COVERAGE = 0.5
 PREFIX_MIN_CHARS = 5  # warn when fewer than half of a category's terms are whole tokens
@@ -241,7 +252,9 @@ def validate_file(data: dict, text: str, path: str, problems: Problems) -> list[
     language = str(data.get("language", ""))
     category = str(data.get("category", ""))
     if category and category not in CATEGORIES:
-        problems.add(path, _line_of(text, "category"), f"unknown category '{category}' (use one of {CATEGORIES})")
+        problems.add(
+            path, _line_of(text, "category"), f"unknown category '{category}' (use one of {CATEGORIES})"
+        )
     if language and not re.fullmatch(r"[a-z]{2}", language):
         problems.add(path, _line_of(text, "language"), f"language '{language}' is not an ISO 639-1 code")
     list_id = str(data.get("id", ""))
@@ -268,7 +281,11 @@ def validate_file(data: dict, text: str, path: str, problems: Problems) -> list[
         if not ID_PATTERN.match(term_id) or not term_id.startswith(f"{language}.{category}."):
             problems.add(path, line, f"{where}: id must look like '{language}.{category}.<ascii_slug>'")
         forms = raw["forms"]
-        if not isinstance(forms, list) or not forms or not all(isinstance(f, str) and f.strip() for f in forms):
+        if (
+            not isinstance(forms, list)
+            or not forms
+            or not all(isinstance(f, str) and f.strip() for f in forms)
+        ):
             problems.add(path, line, f"{where}: forms must be a non-empty list of strings")
             continue
         if len(set(forms)) != len(forms):
@@ -314,7 +331,20 @@ def validate_file(data: dict, text: str, path: str, problems: Problems) -> list[
 
 
 def _deprecated(term_id: str, language: str, category: str, list_id: str) -> Term:
-    return Term(term_id, "", (), "deprecated", Severity.LOW, "report_only", None, None, (), language, category, list_id)
+    return Term(
+        term_id,
+        "",
+        (),
+        "deprecated",
+        Severity.LOW,
+        "report_only",
+        None,
+        None,
+        (),
+        language,
+        category,
+        list_id,
+    )
 
 
 def _bundle_root():
@@ -347,7 +377,9 @@ def _decode(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise AuditInputError(f"{path}:1: not UTF-8 text ({exc.reason})", "save the wordlist as UTF-8") from exc
+        raise AuditInputError(
+            f"{path}:1: not UTF-8 text ({exc.reason})", "save the wordlist as UTF-8"
+        ) from exc
 
 
 def _load_one(raw: bytes, path: str, origin: str, problems: Problems) -> tuple[WordlistFile, list[Term]]:
@@ -387,7 +419,9 @@ def load_wordlists(
     for directory in user_dirs:
         directory = Path(directory)
         if not directory.is_dir():
-            raise AuditInputError(f"--wordlists {directory} is not a directory", "pass a folder of .toml lists")
+            raise AuditInputError(
+                f"--wordlists {directory} is not a directory", "pass a folder of .toml lists"
+            )
         paths = sorted(directory.rglob("*.toml"))
         if not paths:
             raise AuditInputError(f"--wordlists {directory} holds no .toml files", "see wordlists/SCHEMA.md")
@@ -407,7 +441,9 @@ def load_wordlists(
             else:
                 active[term.id] = term
     wanted = set(languages) if languages else None
-    terms = tuple(sorted((t for t in active.values() if wanted is None or t.language in wanted), key=lambda t: t.id))
+    terms = tuple(
+        sorted((t for t in active.values() if wanted is None or t.language in wanted), key=lambda t: t.id)
+    )
     files = tuple(f for f, _ in loaded if wanted is None or f.language in wanted)
     rules = load_allowlist(allowlist) if allowlist else ()
     return Wordlists(str(manifest.get("bundle_version", "0")), files, terms, rules)
@@ -463,9 +499,15 @@ def check_bundle(user_dirs: tuple[Path, ...] = ()) -> list[str]:
             continue
         entry = listed.get(rel)
         if entry is None:
-            problems.add("wordlists/manifest.toml", 1, f"{rel} is not listed (run `python -m audit wordlists manifest`)")
+            problems.add(
+                "wordlists/manifest.toml",
+                1,
+                f"{rel} is not listed (run `python -m audit wordlists manifest`)",
+            )
         elif entry.get("sha256") != info.sha256:
-            problems.add("wordlists/manifest.toml", 1, f"sha256 of {rel} does not match the file (regenerate)")
+            problems.add(
+                "wordlists/manifest.toml", 1, f"sha256 of {rel} does not match the file (regenerate)"
+            )
         for term in terms:
             if term.id in seen_ids and seen_ids[term.id] != path:
                 problems.add(path, None, f"term id '{term.id}' also in {seen_ids[term.id]}")
@@ -483,10 +525,16 @@ def check_bundle(user_dirs: tuple[Path, ...] = ()) -> list[str]:
                     groups[term.group or "?"] += 1
                 for group in REQUIRED_NAME_GROUPS:
                     if groups.get(group, 0) < MIN_NAMES_PER_GROUP:
-                        problems.add(path, 1, f"group '{group}' has {groups.get(group, 0)} names (< {MIN_NAMES_PER_GROUP})")
+                        problems.add(
+                            path,
+                            1,
+                            f"group '{group}' has {groups.get(group, 0)} names (< {MIN_NAMES_PER_GROUP})",
+                        )
                 full = [g for g, n in groups.items() if n >= MIN_NAMES_PER_GROUP]
                 if len(full) < MIN_NAME_GROUPS:
-                    problems.add(path, 1, f"only {len(full)} proxy groups with >= {MIN_NAMES_PER_GROUP} names")
+                    problems.add(
+                        path, 1, f"only {len(full)} proxy groups with >= {MIN_NAMES_PER_GROUP} names"
+                    )
                 continue
             lemmas = {t.lemma for t in terms}
             if len(lemmas) < MIN_LEMMAS[category]:
@@ -675,7 +723,9 @@ def coverage(lists: Wordlists, index: TermIndex) -> tuple[CoverageRow, ...]:
     return tuple(rows)
 
 
-def allow_reason(rules: tuple[AllowRule, ...], term: Term, token_word_norm: str, model_spec: str) -> str | None:
+def allow_reason(
+    rules: tuple[AllowRule, ...], term: Term, token_word_norm: str, model_spec: str
+) -> str | None:
     """The reason of the first allow rule that suppresses this hit, or None."""
     for rule in rules:
         if rule.language != term.language:

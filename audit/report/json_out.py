@@ -54,7 +54,10 @@ def position_dict(pos: PositionResult) -> dict[str, Any]:
             for m, p in pos.projections.items()
         },
         "neighbors": {
-            m: [{"rank": n.rank, "token_id": n.token_id, "token": n.token, "score": _num(n.score)} for n in nbs]
+            m: [
+                {"rank": n.rank, "token_id": n.token_id, "token": n.token, "score": _num(n.score)}
+                for n in nbs
+            ]
             for m, nbs in pos.neighbors.items()
         },
         "agreement": _num(pos.agreement),

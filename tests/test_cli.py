@@ -1,0 +1,183 @@
+"""The command line: exit codes, one-line errors, no partial output, outputs written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from audit.cli import main
+from tests.conftest import save_tiny_hf_model
+
+
+@pytest.fixture()
+def tiny_prompt(tmp_path, tiny_model_dir):
+    """Rows 0 and 1 of the tiny model's embeddings: reads 'buenos blancos'."""
+    from safetensors.torch import load_file
+
+    emb = load_file(str(tiny_model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    path = tmp_path / "prompt.npy"
+    np.save(path, emb[[0, 1]].numpy())
+    return path
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("prompt-audit: error:")
+    assert "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+
+
+def test_scan_writes_json_html_and_summary(tmp_path, tiny_model_dir, tiny_prompt, capsys):
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    code, out, err = run(
+        ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", out_json, "--html", out_html, "--quiet"],
+        capsys,
+    )
+    assert code == 0, err
+    assert "RISK:" in out and str(out_json) in out
+    data = json.loads(out_json.read_text())
+    assert data["schema_version"] == "1"
+    assert data["inputs"]["prompt"]["n_tokens"] == 2
+    assert data["projected_text"]["cosine"] == "buenos blancos"
+    assert data["positions"][1]["projections"]["l2"]["token"] == "blancos"
+    flags = data["positions"][1]["flags"]
+    assert any(f["term_id"] == "es.race_ethnicity.blanco" and f["rank"] == 1 for f in flags)
+    assert out_html.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_fail_on_sets_exit_code(tmp_path, tiny_model_dir, tiny_prompt, capsys):
+    base = ["scan", tiny_prompt, "--model", tiny_model_dir, "--quiet"]
+    code, out, _ = run(base, capsys)
+    risk = out.split("RISK: ")[1].split()[0].lower()
+    assert risk in ("medium", "high")  # 'blancos' is the top-1 reading of position 1
+    assert run(base + ["--fail-on", "low"], capsys)[0] == 1
+    assert run(base + ["--fail-on", "never"], capsys)[0] == 0
+
+
+def test_existing_output_is_not_overwritten_without_force(tmp_path, tiny_model_dir, tiny_prompt, capsys):
+    target = tmp_path / "r.json"
+    target.write_text("keep me")
+    code, _, err = run(["scan", tiny_prompt, "--model", tiny_model_dir, "--json", target, "--quiet"], capsys)
+    assert_one_line_error(code, err, "already exists")
+    assert target.read_text() == "keep me"
+    code, _, _ = run(
+        ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", target, "--quiet", "--force"], capsys
+    )
+    assert code == 0 and json.loads(target.read_text())["schema_version"] == "1"
+
+
+def _bad_inputs(tmp_path, tiny_model_dir):
+    """(name, argv-after-scan, expected fragment) for every bad-input case the CLI must refuse."""
+    cases = []
+    cases.append(("missing path", [tmp_path / "missing.npy", "--model", tiny_model_dir], "does not exist"))
+    empty = tmp_path / "empty-dir"
+    empty.mkdir()
+    cases.append(("dir without adapter", [empty, "--model", tiny_model_dir], "without a PEFT adapter"))
+    one_d = tmp_path / "1d.npy"
+    np.save(one_d, np.zeros(16, dtype=np.float32))
+    cases.append(("1-D", [one_d, "--model", tiny_model_dir], "must be 2-D"))
+    three_d = tmp_path / "3d.npy"
+    np.save(three_d, np.zeros((1, 2, 16), dtype=np.float32))
+    cases.append(("3-D", [three_d, "--model", tiny_model_dir], "must be 2-D"))
+    wrong_dim = tmp_path / "dim.npy"
+    np.save(wrong_dim, np.zeros((2, 7), dtype=np.float32))
+    cases.append(("dim mismatch", [wrong_dim, "--model", tiny_model_dir], "has dim 7 but model"))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((2, 16), np.nan, dtype=np.float32))
+    cases.append(("NaN", [nan, "--model", tiny_model_dir], "NaN/Inf"))
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((2, 16), dtype=np.float32))
+    cases.append(("unknown alias", [good, "--model", "gemma-9-9000"], "unknown model 'gemma-9-9000'"))
+    cases.append(
+        (
+            "unknown method",
+            [good, "--model", tiny_model_dir, "--methods", "l2,nearest"],
+            "unknown projection method",
+        )
+    )
+    cases.append(("bad top-k", [good, "--model", tiny_model_dir, "--top-k", "0"], "--top-k 0"))
+    cases.append(("no model", [good], "no model given"))
+    bin_dir = save_tiny_hf_model(tmp_path / "bin-model", ["a", "b", "c"], safe=False)
+    cases.append(("bin without opt-in", [good, "--model", bin_dir], "--allow-pickle-model"))
+    return cases
+
+
+def test_every_bad_input_exits_2_with_one_line_and_no_output(tmp_path, tiny_model_dir, capsys):
+    cases = _bad_inputs(tmp_path, tiny_model_dir)
+    capsys.readouterr()  # discard the fixtures' own output
+    for name, argv, fragment in cases:
+        out_json = tmp_path / f"{name}.json"
+        code, _, err = run(
+            ["scan", *argv, "--json", out_json, "--html", tmp_path / f"{name}.html", "--quiet"], capsys
+        )
+        assert_one_line_error(code, err, fragment)
+        assert not out_json.exists(), name
+        assert not (tmp_path / f"{name}.html").exists(), name
+    leftovers = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_prefix_tuning_adapter_exits_2(tmp_path, tiny_model_dir, capsys):
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(tiny_model_dir), local_files_only=True)
+    get_peft_model(
+        model, PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=3)
+    ).save_pretrained(str(tmp_path / "prefix"))
+    capsys.readouterr()
+    code, _, err = run(["scan", tmp_path / "prefix", "--json", tmp_path / "o.json", "--quiet"], capsys)
+    assert_one_line_error(code, err, "PREFIX_TUNING")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_pickle_prompt_exits_2_without_running_code(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from tests.test_prompts import _Exploit
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
+    torch.save({"prompt_embeddings": torch.zeros(2, 16), "x": _Exploit()}, tmp_path / "evil.pt")
+    capsys.readouterr()
+    code, _, err = run(["scan", tmp_path / "evil.pt", "--model", tiny_model_dir, "--quiet"], capsys)
+    assert_one_line_error(code, err, "pickled objects are refused")
+    assert not marker.exists()
+
+
+def test_bin_model_loads_with_opt_in(tmp_path, capsys):
+    bin_dir = save_tiny_hf_model(tmp_path / "bin-model", ["buenos", "blancos", "casa"], safe=False)
+    prompt = tmp_path / "p.npy"
+    np.save(prompt, np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32))
+    code, out, err = run(["scan", prompt, "--model", bin_dir, "--allow-pickle-model", "--quiet"], capsys)
+    assert code == 0, err
+
+
+def test_usage_error_is_one_line(capsys):
+    code, _, err = run(["scan"], capsys)
+    assert_one_line_error(code, err, "required")
+    code, _, err = run(["scan", "x.npy", "--fail-on", "sometimes"], capsys)
+    assert_one_line_error(code, err, "invalid choice")
+
+
+def test_methods_lists_every_method(capsys):
+    code, out, _ = run(["methods"], capsys)
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "l2",
+        "dot",
+        "cosine",
+        "centered",
+        "whitened",
+        "unembed",
+    ]
