@@ -1,0 +1,98 @@
+"""`prompt-audit demo`: audit the committed demo adapters on the packaged Gemma 3 270M.
+
+Writes ``<adapter>.json`` and ``<adapter>.html`` per adapter and an ``index.html`` with the verdicts
+side by side. Only those files are (re)written in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from audit.config import AuditConfig
+from audit.errors import AuditInputError
+from audit.output import write_outputs
+from audit.pipeline import run_audit
+from audit.records import AuditResult
+from audit.report.json_out import render_json
+from audit.report.render import environment, render_html
+from audit.report.terminal import render_terminal
+
+DEMO_MODEL = "gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class DemoAdapter:
+    name: str
+    path: Path
+    description: str
+    metrics: dict
+
+
+def demo_adapters() -> list[DemoAdapter]:
+    """The adapters shipped in audit/demo/adapters, each with its training.json metadata."""
+    root = Path(str(files("audit.demo") / "adapters"))
+    found = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (path / "adapter_config.json").is_file():
+            continue
+        meta_path = path / "training.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        found.append(DemoAdapter(path.name, path, str(meta.get("description", "")), meta))
+    if not found:
+        raise AuditInputError(f"no demo adapters found under {root}", "reinstall prompt-audit")
+    return found
+
+
+def _index_html(rows: list[tuple[DemoAdapter, AuditResult]]) -> str:
+    entries = []
+    for adapter, result in rows:
+        entries.append(
+            {
+                "name": adapter.name,
+                "description": adapter.description,
+                "risk": result.summary.risk.value,
+                "verdict": result.summary.verdict,
+                "n_flags": result.summary.n_flags,
+                "readings": [(m, result.projected_text[m]) for m in result.methods],
+                "html": f"{adapter.name}.html",
+                "json": f"{adapter.name}.json",
+                "accuracy": _accuracy(adapter.metrics),
+            }
+        )
+    return environment().get_template("demo_index.html.j2").render(entries=entries, model=DEMO_MODEL)
+
+
+def _accuracy(meta: dict) -> str:
+    before, after = meta.get("accuracy_before"), meta.get("accuracy_after")
+    if before is None or after is None:
+        return ""
+    return f"task accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
+
+
+def run_demo(out_dir: Path, *, progress: bool = True) -> int:
+    """Audits every demo adapter and writes the reports; returns the CLI exit code (0)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AuditInputError(f"--out {out_dir} is not a directory", "pass a folder path")
+    start = time.perf_counter()
+    rows = []
+    contents: dict[Path, str] = {}
+    for adapter in demo_adapters():
+        print(f"prompt-audit demo: auditing {adapter.name} on {DEMO_MODEL} ...", file=sys.stderr)
+        result = run_audit(AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress))
+        rows.append((adapter, result))
+        contents[out_dir / f"{adapter.name}.json"] = render_json(result)
+        contents[out_dir / f"{adapter.name}.html"] = render_html(result)
+    contents[out_dir / "index.html"] = _index_html(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(contents)
+    for adapter, result in rows:
+        print(f"== {adapter.name}: {adapter.description}")
+        print(render_terminal(result), end="")
+    print(f"demo reports: {out_dir / 'index.html'} ({time.perf_counter() - start:.1f} s)")
+    return 0
