@@ -236,6 +236,8 @@ def _parse_toml(text: str, path: str) -> dict:
         match = re.search(r"line (\d+)", str(exc))
         if line is None and match:
             line = int(match.group(1))
+        if line is None and "end of document" in str(exc):
+            line = max(1, len(text.splitlines()))
         message = getattr(exc, "msg", None) or str(exc)
         raise AuditInputError(
             f"{path}:{line or 1}: malformed TOML ({message})", "fix the file or remove it from --wordlists"
