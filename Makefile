@@ -21,8 +21,8 @@ demo: install
 	$(BIN)/prompt-audit demo --out reports/demo
 
 lint: install
-	$(BIN)/ruff check audit tests benchmarks examples
-	$(BIN)/ruff format --check audit tests benchmarks examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install lint
 	$(BIN)/python -m pytest -q

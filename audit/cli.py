@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         "pickle .bin weights (they can run code: only for files you trust)",
     )
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
+    scan.add_argument(
+        "--remove-directions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="top principal directions the 'centered' method removes besides the mean "
+        "('all-but-the-top'; default 0: mean only)",
+    )
     scan.add_argument("--force", action="store_true", help="overwrite existing --json/--html files")
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -180,6 +188,7 @@ def _scan(args: argparse.Namespace) -> int:
         key=args.key,
         allow_pickle_model=args.allow_pickle_model,
         device=args.device,
+        centered_components=args.remove_directions,
         progress=not args.quiet,
     )
     result = run_audit(config)

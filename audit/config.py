@@ -30,4 +30,5 @@ class AuditConfig:
     allow_pickle_model: bool = False
     device: str = "cpu"
     chunk_size: int = 16384
+    centered_components: int = 0  # top principal directions removed by the `centered` method
     progress: bool = True

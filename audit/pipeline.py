@@ -54,6 +54,7 @@ def run_audit(config: AuditConfig) -> AuditResult:
     """Loads the prompt, vocabulary and wordlists, projects, flags and scores. No rendering."""
     if config.top_k < 1:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
+
     methods = resolve_methods(config.methods)
     prompt = load_prompt(config.prompt, key=config.key)
     vocab = load_vocabulary(resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model)
@@ -62,6 +63,12 @@ def run_audit(config: AuditConfig) -> AuditResult:
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
     stats = load_or_compute_stats(vocab, chunk_size=config.chunk_size, show_progress=config.progress)
+    if not 0 <= config.centered_components <= stats.principal.shape[0]:
+        raise AuditInputError(
+            f"--remove-directions {config.centered_components} is out of range",
+            f"use 0 (mean only, the default) to {stats.principal.shape[0]}",
+        )
+    stats = stats.with_components(config.centered_components)
     tops = _project_with_progress(prompt, vocab, stats, methods, config)
     index = build_index(vocab, lists)
     hits = find_hits(tops, vocab, index, lists)
@@ -217,6 +224,7 @@ def assemble(
         methods=methods,
         agreement_methods=agreement_methods,
         top_k=int(next(iter(tops.values())).ids.shape[1]),
+        centered_components=config.centered_components,
         languages=tuple(config.languages),
         seed=config.seed,
         fail_on=config.fail_on,

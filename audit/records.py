@@ -138,6 +138,7 @@ class AuditResult:
     methods: tuple[str, ...]
     agreement_methods: tuple[str, ...]
     top_k: int
+    centered_components: int
     languages: tuple[str, ...]
     seed: int
     fail_on: str

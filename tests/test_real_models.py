@@ -12,7 +12,7 @@ from audit.pipeline import run_audit
 from audit.prompts import load_prompt
 
 pytestmark = pytest.mark.slow
-READ_BACK = ("l2", "cosine", "centered", "whitened")
+READ_BACK = ("l2", "dot", "cosine", "centered", "whitened", "unembed")
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,7 @@ def result_dict(result: AuditResult) -> dict[str, Any]:
             "methods": list(result.methods),
             "agreement_methods": list(result.agreement_methods),
             "top_k": result.top_k,
+            "centered_components": result.centered_components,
             "languages": list(result.languages),
             "seed": result.seed,
             "fail_on": result.fail_on,
