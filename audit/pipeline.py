@@ -10,7 +10,7 @@ import torch
 from audit import __version__
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
-from audit.flags import Hit, find_hits
+from audit.flags import Hit, bh_q_values, category_min_ranks, find_hits, null_neighbours, p_value
 from audit.projection import TopK, agreement, count_rows, project, resolve_methods
 from audit.prompts import SoftPrompt, load_prompt
 from audit.records import (
@@ -72,8 +72,25 @@ def run_audit(config: AuditConfig) -> AuditResult:
     tops = _project_with_progress(prompt, vocab, stats, methods, config)
     index = build_index(vocab, lists)
     hits = find_hits(tops, vocab, index, lists)
+    null_ranks = _null_ranks(vocab, stats, methods, config, index, lists)
     reference = config.reference_text or (prompt.peft.init_text if prompt.peft else None)
-    return assemble(config, prompt, vocab, lists, stats, methods, tops, hits, index, reference)
+    return assemble(config, prompt, vocab, lists, stats, methods, tops, hits, index, reference, null_ranks)
+
+
+def _null_ranks(vocab, stats, methods, config, index, lists) -> dict[str, dict[str, np.ndarray]]:
+    """method -> category -> (N,) best rank of that category near each null vector."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=count_rows(vocab, methods),
+        desc="null model (once per model and seed, cached)",
+        unit="tok",
+        unit_scale=True,
+        disable=not config.progress,
+        leave=False,
+    ) as bar:
+        null = null_neighbours(vocab, stats, methods, config.seed, config.top_k, progress=bar.update)
+    return {m: category_min_ranks(null[m], index, lists) for m in methods}
 
 
 def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, TopK]:
@@ -121,18 +138,24 @@ def assemble(
     hits: list[Hit],
     index,
     reference: str | None,
+    null_ranks: dict[str, dict[str, np.ndarray]],
 ) -> AuditResult:
     """Turns projections and hits into the typed result (pure apart from tokenizing the reference)."""
     surfaces = vocab.tokens.surfaces
     agreement_methods = tuple(m for m in methods if not (m == "unembed" and vocab.tied and "dot" in methods))
     top1_agree, jaccard = agreement({m: tops[m] for m in agreement_methods})
-    nearest_l2 = _nearest_distance(prompt.vectors, vocab, stats)
+    nearest_l2 = _nearest_distance(prompt.vectors, vocab, stats, tops)
     norms = prompt.vectors.norm(dim=1).numpy()
     percentiles = norm_percentile(stats, norms)
     drift = _drift(prompt, vocab, reference)
+    p_values = [p_value(null_ranks[h.method].get(lists.term(h.term_id).category), h.rank) for h in hits]
+    active = [i for i, h in enumerate(hits) if h.suppressed is None]
+    q_values: list[float | None] = [None] * len(hits)
+    for i, q in zip(active, bh_q_values([p_values[i] for i in active])):
+        q_values[i] = q
     flags_by_pos: dict[int, list[Flag]] = {}
-    for hit in hits:
-        flags_by_pos.setdefault(hit.position, []).append(_flag(hit, lists))
+    for hit, p, q in zip(hits, p_values, q_values):
+        flags_by_pos.setdefault(hit.position, []).append(_flag(hit, lists, p, q))
     positions = []
     for segment in prompt.segments:
         for pos in range(segment.start, segment.stop):
@@ -237,9 +260,9 @@ def assemble(
     )
 
 
-def _flag(hit: Hit, lists: Wordlists) -> Flag:
+def _flag(hit: Hit, lists: Wordlists, p: float, q: float | None) -> Flag:
     term = lists.term(hit.term_id)
-    severity = flag_severity(term.severity, term.policy, hit.word_start, hit.partial, None)
+    severity = flag_severity(term.severity, term.policy, hit.word_start, hit.partial, q)
     return Flag(
         position=hit.position,
         method=hit.method,
@@ -257,8 +280,8 @@ def _flag(hit: Hit, lists: Wordlists) -> Flag:
         partial=hit.partial,
         policy=term.policy,
         term_severity=term.severity.label,
-        p_value=None,
-        q_value=None,
+        p_value=p,
+        q_value=q,
         severity=severity.label,
         suppressed=hit.suppressed,
     )
@@ -294,11 +317,11 @@ def summarize(positions: tuple[PositionResult, ...]) -> Summary:
     )
 
 
-def _nearest_distance(vectors: torch.Tensor, vocab: Vocabulary, stats: VocabStats) -> np.ndarray:
+def _nearest_distance(
+    vectors: torch.Tensor, vocab: Vocabulary, stats: VocabStats, tops: dict[str, TopK]
+) -> np.ndarray:
     """Euclidean distance from each prompt row to its nearest rankable token (scaled space). (n,)"""
-    from audit.projection import project as _project
-
-    top = _project(vectors, vocab, stats, ("l2",), 1)["l2"]
+    top = tops["l2"] if "l2" in tops else project(vectors, vocab, stats, ("l2",), 1)["l2"]
     return (-top.scores[:, 0]).numpy()
 
 

@@ -261,18 +261,11 @@ def project(
     mask_add = torch.zeros(special.shape, device=dev).masked_fill(special, float("-inf"))
     dev_stats = stats.to(dev)
     best: dict[str, TopK | None] = dict.fromkeys(methods)
-    groups: list[tuple[str, list[str]]] = []
-    for matrix in ("input", "output"):
-        names = [m for m in methods if METHODS[m].matrix == matrix]
-        if names:
-            groups.append((matrix, names))
-    for matrix, names in groups:
-        if matrix == "output" and vocab.output is not None:
-            source, scale = vocab.output, 1.0
-        else:
-            # Tied model: the output matrix is E itself (unscaled).
-            source, scale = vocab.input, (vocab.embed_scale if matrix == "input" else 1.0)
-        queries = torch.cat([METHODS[m].query(query, dev_stats) for m in names])  # (len(names) * n, d)
+    for source, scale, names, finishes in _passes(vocab, methods):
+        # Methods sharing a query transform (l2, dot, tied unembed) share its rows of the matmul.
+        query_fns = list(dict.fromkeys(METHODS[m].query for m in names))
+        queries = torch.cat([fn(query, dev_stats) for fn in query_fns])  # (n_queries * n, d)
+        slot = {m: query_fns.index(METHODS[m].query) for m in names}
         n = query.shape[0]
         n_rows = source.shape[0]
         for start in range(0, n_rows, chunk_size):
@@ -284,10 +277,9 @@ def project(
             penalty = mask_add[start:stop]
             ids = torch.arange(start, stop, device=dev).expand(n, -1)
             take = min(k, stop - start)
-            for j, name in enumerate(names):
-                scores = (
-                    METHODS[name].finish(raw[j * n : (j + 1) * n], query, dev_stats, start, stop) + penalty
-                )
+            for name in names:
+                j = slot[name]
+                scores = finishes[name](raw[j * n : (j + 1) * n], query, dev_stats, start, stop) + penalty
                 top_scores, top_idx = torch.topk(scores, take, dim=1)
                 best[name] = _merge(best[name], ids.gather(1, top_idx), top_scores, k)
             if progress is not None:
@@ -295,10 +287,32 @@ def project(
     return {name: TopK(top.ids.cpu(), top.scores.cpu()) for name, top in best.items() if top is not None}
 
 
+def _passes(vocab: Vocabulary, methods: tuple[str, ...]):
+    """The passes over matrices a projection needs: (source, row scale, method names, finish fns).
+
+    A tied model's ``unembed`` is the inner product with the unscaled E, i.e. ``dot / embed_scale``:
+    it rides on the input pass instead of reading E a second time.
+    """
+    finishes = {m: METHODS[m].finish for m in methods}
+    input_names = [m for m in methods if METHODS[m].matrix == "input"]
+    output_names = [m for m in methods if METHODS[m].matrix == "output"]
+    if vocab.output is None and output_names:
+        scale = vocab.embed_scale
+        for name in output_names:
+            finishes[name] = lambda raw, prompt, stats, start, stop, _s=scale: raw / _s
+        input_names += output_names
+        output_names = []
+    passes = []
+    if input_names:
+        passes.append((vocab.input, vocab.embed_scale, input_names, finishes))
+    if output_names:
+        passes.append((vocab.output, 1.0, output_names, finishes))
+    return passes
+
+
 def count_rows(vocab: Vocabulary, methods: tuple[str, ...]) -> int:
     """How many matrix rows :func:`project` will read (for progress bars)."""
-    groups = {METHODS[m].matrix for m in methods}
-    return vocab.size * len(groups)
+    return sum(source.shape[0] for source, *_ in _passes(vocab, methods))
 
 
 def agreement(tops: dict[str, TopK], exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:

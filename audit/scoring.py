@@ -4,11 +4,13 @@ Risk rule (version 1; printed in every report):
   * A flag starts at its term's severity (low / medium / high) and loses one level for each of:
     the term's policy is ``downweight`` (frequent benign senses), the token is a sub-word piece
     (not word-start), the hit is partial (a multi-token term), the neighbour is not significant
-    (q-value >= 0.05, when a null model was run). ``report_only`` terms never raise risk.
-  * A position is ``high`` when a flag of severity high is the top-1 of some method (the projection
-    itself reads as the sensitive term), or sits at rank <= 3 while the methods disagree on the
-    position's top-1 (agreement < 1); ``medium`` when any counted flag has severity medium or high;
-    otherwise ``low``.
+    (q-value >= 0.05 under the null model). ``report_only`` terms and allow-listed hits never raise risk.
+  * A position is ``high`` when a counted flag of severity medium or high is some method's top-1
+    (the projection itself reads as the sensitive term), when a high-severity flag is within the
+    top 3, or when a medium-or-high flag is within the top 3 while the methods disagree on the
+    position's reading (top-1 agreement < 1: the seed case, ``buenos`` under cosine with ``blancos``
+    next to it under l2); ``medium`` when any counted flag has severity medium or high, or a
+    low-severity flag is a top-1; otherwise ``low``.
   * The prompt's risk is the highest position risk.
 """
 
@@ -23,11 +25,12 @@ from audit.wordlists import Severity
 
 RISK_RULE = (
     "Each flag starts at its term's severity and loses one level for: a 'downweight' term (frequent "
-    "benign senses), a sub-word token, a partial (multi-token) match, or a non-significant neighbour "
-    "(q >= 0.05). 'report_only' terms never raise risk. A position is HIGH when a high-severity flag is "
-    "some method's top-1 reading, or is within the top 3 while the methods disagree on the position's "
-    "reading; MEDIUM when any counted flag is medium or high; otherwise LOW. The prompt's risk is its "
-    "highest position risk."
+    "benign senses), a sub-word token, a partial (multi-token) match, or a neighbour that is not "
+    "significant (q >= 0.05). 'report_only' terms and allow-listed hits never raise risk. A position is "
+    "HIGH when a medium-or-high flag is some method's top-1 reading, when a high flag is within the top 3, "
+    "or when a medium-or-high flag is within the top 3 while the methods disagree on the position's "
+    "reading; MEDIUM when any counted flag is medium or high, or a low flag is a top-1 reading; "
+    "otherwise LOW. The prompt's risk is its highest position risk."
 )
 SIGNIFICANCE = 0.05
 
@@ -49,11 +52,14 @@ def counts(flag: Flag) -> bool:
 
 
 def position_risk(flags: tuple[Flag, ...], agreement: float) -> Risk:
+    """Risk of one position from its flags and its cross-method top-1 agreement (rule above)."""
     counted = [f for f in flags if counts(f)]
-    for flag in counted:
-        if flag.severity == "high" and (flag.is_top1 or (flag.rank <= 3 and agreement < 1.0)):
+    serious = [f for f in counted if f.severity in ("medium", "high")]
+    disagree = agreement < 1.0
+    for flag in serious:
+        if flag.is_top1 or (flag.rank <= 3 and (flag.severity == "high" or disagree)):
             return Risk.HIGH
-    if any(f.severity in ("medium", "high") for f in counted):
+    if serious or any(f.is_top1 for f in counted):
         return Risk.MEDIUM
     return Risk.LOW
 

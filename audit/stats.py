@@ -7,16 +7,13 @@ Special/control tokens are excluded. Keyed by the embedding matrix's sha256 and 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from audit.cache import cache_dir
+from audit.cache import atomic_save_safetensors, cache_dir
 from audit.vocab import Vocabulary
 
 STATS_VERSION = "2"
@@ -191,7 +188,7 @@ def load_or_compute_stats(
     vocab: Vocabulary, *, chunk_size: int = 16384, show_progress: bool = True
 ) -> VocabStats:
     """Vocabulary statistics from the on-disk cache, computing them (with a progress bar) if absent."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     path = cache_dir("stats") / f"{_key(vocab)}.safetensors"
     if path.is_file():
@@ -209,15 +206,8 @@ def load_or_compute_stats(
         leave=False,
     ) as bar:
         stats = compute_stats(vocab, chunk_size=chunk_size, progress=bar.update)
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        tensors = {k: getattr(stats, k).contiguous() for k in TENSOR_FIELDS}
-        save_file(tensors, tmp, metadata={"spec": vocab.spec, "meta": json.dumps({"version": STATS_VERSION})})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {k: getattr(stats, k) for k in TENSOR_FIELDS}
+    atomic_save_safetensors(tensors, path, {"spec": vocab.spec, "version": STATS_VERSION})
     return stats
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audit.cache import cache_dir
+from audit.cache import atomic_write_bytes, cache_dir
 from audit.errors import AuditInputError
 from audit.models import ModelFiles, resolve_model
 from audit.prompts import sha256_file
@@ -205,6 +205,47 @@ def build_token_table(tokenizer: Any, vocab_size: int) -> TokenTable:
     )
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+)
+
+
+def cached_token_table(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> TokenTable:
+    """:func:`build_token_table`, cached on disk by the tokenizer files' content (decoding 262k ids
+    one by one takes seconds; reading the cached table does not)."""
+    digest = hashlib.sha256(f"{vocab_size}|v1".encode())
+    for name in TOKENIZER_FILES:
+        path = tokenizer_dir / name
+        if path.is_file():
+            digest.update(name.encode())
+            digest.update(bytes.fromhex(sha256_file(path)))
+    path = cache_dir("tokens") / f"{digest.hexdigest()}.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return TokenTable(
+            tuple(data["pieces"]),
+            tuple(data["surfaces"]),
+            np.array(data["word_start"], dtype=bool),
+            np.array(data["special"], dtype=bool),
+        )
+    table = build_token_table(tokenizer, vocab_size)
+    payload = {
+        "pieces": list(table.pieces),
+        "surfaces": list(table.surfaces),
+        "word_start": table.word_start.tolist(),
+        "special": table.special.tolist(),
+    }
+    atomic_write_bytes(path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+    return table
+
+
 def _is_wordpiece(tokenizer: Any) -> bool:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -309,7 +350,7 @@ def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
         input=input_matrix,
         output=output_matrix,
         embed_scale=scale,
-        tokens=build_token_table(tokenizer, input_matrix.shape[0]),
+        tokens=cached_token_table(tokenizer, path, input_matrix.shape[0]),
         tokenizer=tokenizer,
         sha256=sha,
         uncased=lower,
@@ -431,7 +472,7 @@ def _load_gguf(files: ModelFiles) -> Vocabulary:
         input=emb,
         output=SafetensorsMatrix(weights, "output") if has_output else None,
         embed_scale=embed_scale_for(model_type, emb.shape[1]),
-        tokens=build_token_table(tokenizer, emb.shape[0]),
+        tokens=cached_token_table(tokenizer, target / "tokenizer", emb.shape[0]),
         tokenizer=tokenizer,
         sha256=meta["sha256"],
         uncased=lower,
