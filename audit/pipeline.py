@@ -51,17 +51,25 @@ def check_dims(prompt: SoftPrompt, vocab: Vocabulary) -> None:
 
 
 def run_audit(config: AuditConfig) -> AuditResult:
-    """Loads the prompt, vocabulary and wordlists, projects, flags and scores. No rendering."""
+    """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
     if config.top_k < 1:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
-
-    methods = resolve_methods(config.methods)
+    resolve_methods(config.methods)  # fail fast, before any loading
     prompt = load_prompt(config.prompt, key=config.key)
     vocab = load_vocabulary(resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model)
-    check_dims(prompt, vocab)
     lists = load_wordlists(
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
+    return audit_prompt(prompt, vocab, lists, config)
+
+
+def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config: AuditConfig) -> AuditResult:
+    """Projects, flags and scores an already loaded prompt against a vocabulary. No rendering.
+
+    Reads and fills only the on-disk caches (vocabulary statistics, null model, term index).
+    """
+    methods = resolve_methods(config.methods)
+    check_dims(prompt, vocab)
     stats = load_or_compute_stats(vocab, chunk_size=config.chunk_size, show_progress=config.progress)
     if not 0 <= config.centered_components <= stats.principal.shape[0]:
         raise AuditInputError(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,10 @@ def test_scan_writes_json_html_and_summary(tmp_path, tiny_model_dir, tiny_prompt
     assert code == 0, err
     assert "RISK:" in out and str(out_json) in out
     data = json.loads(out_json.read_text())
+    schema = json.loads(
+        (Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text()
+    )
+    jsonschema.validate(data, schema)
     assert data["schema_version"] == "1"
     assert data["inputs"]["prompt"]["n_tokens"] == 2
     assert data["projected_text"]["cosine"] == "buenos blancos"
