@@ -22,6 +22,13 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def _default_mode() -> int:
+    """0o666 minus the process umask: what a plain open() would have created (mkstemp makes 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` via a temp file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -43,6 +51,7 @@ def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str] 
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from audit import __version__
 from audit.config import DEFAULT_LANGUAGES, DEFAULT_SEED, DEFAULT_TOP_K, DEVICE_CHOICES, FAIL_ON_CHOICES
 from audit.errors import AuditInputError
+from audit.report.i18n import LANGUAGES
 
 EXIT_OK, EXIT_RISK, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-text", help="the prompt's claimed intent; default: PEFT's prompt_tuning_init_text"
     )
     scan.add_argument("--json", type=Path, help="write the JSON result here")
+    scan.add_argument("--markdown", type=Path, help="write a short Markdown summary here (for PR comments)")
+    scan.add_argument(
+        "--report-lang",
+        choices=LANGUAGES,
+        default="en",
+        help="language of the HTML and Markdown reports (default en)",
+    )
     scan.add_argument("--html", type=Path, help="write the HTML report here")
     scan.add_argument(
         "--fail-on",
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("reports/demo"),
         help="output folder (default reports/demo); the demo's own report files there are replaced",
     )
+    demo.add_argument("--report-lang", choices=LANGUAGES, default="en", help="report language (default en)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
@@ -169,10 +178,10 @@ def _scan(args: argparse.Namespace) -> int:
     from audit.output import check_writable, write_outputs
     from audit.pipeline import run_audit
     from audit.report.json_out import render_json
-    from audit.report.render import render_html
+    from audit.report.render import render_html, render_markdown
     from audit.report.terminal import render_terminal
 
-    outputs = [p for p in (args.json, args.html) if p is not None]
+    outputs = [p for p in (args.json, args.html, args.markdown) if p is not None]
     check_writable(outputs, force=args.force)
     config = AuditConfig(
         prompt=args.prompt,
@@ -196,9 +205,12 @@ def _scan(args: argparse.Namespace) -> int:
     if args.json:
         contents[args.json] = render_json(result)
     if args.html:
-        contents[args.html] = render_html(result)
+        contents[args.html] = render_html(result, args.report_lang)
+    if args.markdown:
+        contents[args.markdown] = render_markdown(result, args.report_lang)
     write_outputs(contents)
-    print(render_terminal(result, {("JSON" if p == args.json else "HTML"): str(p) for p in contents}), end="")
+    labels = {args.json: "JSON", args.html: "HTML", args.markdown: "Markdown"}
+    print(render_terminal(result, {labels[p]: str(p) for p in contents}), end="")
     return exit_code(result.summary.risk.value, args.fail_on)
 
 
@@ -212,7 +224,7 @@ def exit_code(risk: str, fail_on: str) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from audit.demo.run import run_demo
 
-    return run_demo(args.out, progress=not args.quiet)
+    return run_demo(args.out, progress=not args.quiet, lang=args.report_lang)
 
 
 def _methods(args: argparse.Namespace) -> int:

@@ -11,11 +11,12 @@ from audit import __version__
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
 from audit.flags import Hit, bh_q_values, category_min_ranks, find_hits, null_neighbours, p_value
-from audit.projection import TopK, agreement, count_rows, project, resolve_methods
+from audit.projection import TopK, agreement, count_rows, pca_2d, project, resolve_methods
 from audit.prompts import SoftPrompt, load_prompt
 from audit.records import (
     AuditResult,
     Flag,
+    MapPoint,
     ModelInfo,
     Neighbor,
     PositionResult,
@@ -186,6 +187,7 @@ def assemble(
                 )
                 for m, nb in neighbors.items()
             }
+            points = _map_points(prompt.vectors[pos], vocab, neighbors, {f.token_id for f in active})
             positions.append(
                 PositionResult(
                     index=pos,
@@ -201,6 +203,7 @@ def assemble(
                     risk=position_risk(active, float(top1_agree[pos])),
                     flags=active,
                     suppressed=suppressed,
+                    map_points=points,
                 )
             )
     projected = {m: _projected_text(prompt, vocab, tops[m]) for m in methods}
@@ -323,6 +326,27 @@ def summarize(positions: tuple[PositionResult, ...]) -> Summary:
         mean_agreement=mean_agreement,
         verdict=verdict,
     )
+
+
+MAP_NEIGHBOURS = 24
+
+
+def _map_points(
+    vector: torch.Tensor, vocab: Vocabulary, neighbors, sensitive: set[int]
+) -> tuple[MapPoint, ...]:
+    """2-D PCA of the prompt vector and the union of its neighbours (first MAP_NEIGHBOURS, best first)."""
+    ids: list[int] = []
+    for rank in range(max(len(nb) for nb in neighbors.values())):
+        for nb in neighbors.values():
+            if rank < len(nb) and nb[rank].token_id not in ids:
+                ids.append(nb[rank].token_id)
+    ids = ids[:MAP_NEIGHBOURS]
+    rows = torch.cat([vocab.input.rows(i, i + 1) for i in ids]) * vocab.embed_scale
+    coords = pca_2d(torch.cat([vector[None, :], rows]))
+    points = [MapPoint(-1, "", float(coords[0, 0]), float(coords[0, 1]), False)]
+    for (x, y), tok in zip(coords[1:], ids):
+        points.append(MapPoint(tok, vocab.tokens.surfaces[tok], float(x), float(y), tok in sensitive))
+    return tuple(points)
 
 
 def _nearest_distance(

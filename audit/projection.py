@@ -336,3 +336,27 @@ def agreement(tops: dict[str, TopK], exclude: tuple[str, ...] = ()) -> tuple[np.
             sa, sb = set(ia[row].tolist()), set(ib[row].tolist())
             jac[row] += len(sa & sb) / len(sa | sb)
     return top1 / len(pairs), jac / len(pairs)
+
+
+def pca_2d(points: torch.Tensor) -> np.ndarray:
+    """First two principal coordinates of a small point cloud, signs fixed for determinism.
+
+    Args:
+        points: (m, d).
+
+    Returns:
+        (m, 2) float64.
+    """
+    x = points.to(torch.float64)
+    x = x - x.mean(0, keepdim=True)
+    if x.shape[0] < 2:
+        return np.zeros((x.shape[0], 2))
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    coords = (u[:, :2] * s[:2]).numpy()
+    if coords.shape[1] < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    for j in range(2):
+        pivot = np.argmax(np.abs(coords[:, j]))
+        if coords[pivot, j] < 0:
+            coords[:, j] = -coords[:, j]
+    return coords

@@ -65,6 +65,17 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class MapPoint:
+    """One point of a position's neighbourhood map (2-D PCA of the prompt vector and its neighbours)."""
+
+    token_id: int  # -1 for the prompt vector itself
+    token: str
+    x: float
+    y: float
+    sensitive: bool
+
+
+@dataclass(frozen=True)
 class PositionResult:
     index: int
     segment: str
@@ -79,6 +90,7 @@ class PositionResult:
     risk: Risk
     flags: tuple[Flag, ...]
     suppressed: tuple[Flag, ...]
+    map_points: tuple[MapPoint, ...] = ()
 
 
 @dataclass(frozen=True)

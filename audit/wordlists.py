@@ -622,7 +622,7 @@ def _form_keys(forms: tuple[str, ...], strip: bool) -> set[str]:
 def build_index(vocab, lists: Wordlists) -> TermIndex:
     """Builds (or loads from cache) the token-to-term index for ``vocab``."""
     strip = bool(vocab.strips_accents)
-    key = hashlib.sha256(f"{vocab.sha256}|{lists.sha256}|{strip}|{vocab.uncased}|v2".encode()).hexdigest()
+    key = hashlib.sha256(f"{vocab.sha256}|{lists.sha256}|{strip}|{vocab.uncased}|v3".encode()).hexdigest()
     path = cache_dir("term-index") / f"{key}.json"
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -664,6 +664,8 @@ def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
     covered: dict[str, bool] = {}
     multi: dict[str, tuple[tuple[int, ...], ...]] = {}
     prefix: dict[int, set[str]] = defaultdict(set)
+    # Pieces that carry no word: [UNK] (an unknown word tokenizes to it), <bos>, [CLS], ...
+    control = set(getattr(vocab.tokenizer, "all_special_ids", []) or [])
     for term in lists.terms:
         keys = _form_keys(term.forms, strip)
         covered[term.id] = any(k in word_to_ids for k in keys)
@@ -680,13 +682,15 @@ def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
                         if 0 <= i < vocab.size
                         and len(token_word(surfaces[i], pieces[i])) >= 3
                         and not special[i]
+                        and i not in control
                     }
                 )
             )
             if len(distinctive) >= 2:
                 combos.add(distinctive)
             first = ids[0] if ids else -1
-            if 0 <= first < vocab.size and vocab.tokens.word_start[first] and not special[first]:
+            usable = 0 <= first < vocab.size and first not in control and not special[first]
+            if usable and vocab.tokens.word_start[first]:
                 head = normalize(token_word(surfaces[first], pieces[first]), strip_accents=strip)
                 key = normalize(form, strip_accents=strip)
                 if len(head) >= PREFIX_MIN_CHARS and key.startswith(head) and 2 * len(head) >= len(key):

@@ -74,7 +74,7 @@ def _accuracy(meta: dict) -> str:
     return f"task accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
 
 
-def run_demo(out_dir: Path, *, progress: bool = True) -> int:
+def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en") -> int:
     """Audits every demo adapter and writes the reports; returns the CLI exit code (0)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -87,7 +87,7 @@ def run_demo(out_dir: Path, *, progress: bool = True) -> int:
         result = run_audit(AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress))
         rows.append((adapter, result))
         contents[out_dir / f"{adapter.name}.json"] = render_json(result)
-        contents[out_dir / f"{adapter.name}.html"] = render_html(result)
+        contents[out_dir / f"{adapter.name}.html"] = render_html(result, lang)
     contents[out_dir / "index.html"] = _index_html(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(contents)

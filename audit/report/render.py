@@ -1,15 +1,20 @@
-"""HTML rendering: Python computes every string and number; the template only loops and prints.
-
-Autoescape is on for every template and no value derived from tokens or files is marked safe.
+"""HTML and Markdown rendering: Python computes every string, number and coordinate; templates only
+loop and print. Autoescape is on for every template and nothing derived from tokens or files is
+marked safe (token strings can contain HTML).
 """
 
 from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from audit.records import AuditResult
+from audit.flags import NULL_MODEL_TEXT, NULL_PER_KIND, NULL_SIZE
+from audit.records import AuditResult, Flag, PositionResult
+from audit.report.i18n import CATEGORY_LABELS, NULL_TEXT, RULE_TEXT, strings
 from audit.scoring import RISK_RULE
-from audit.wordlists import CATEGORY_LABELS
+
+SEVERITY_ORDER = ("high", "medium", "low")
+HEAT_LOW, HEAT_HIGH = (247, 251, 255), (8, 48, 107)
+MAP_SIZE, MAP_PAD = 180, 14
 
 
 def environment() -> Environment:
@@ -28,63 +33,150 @@ def environment() -> Environment:
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
-def explain(flag, position) -> str:
-    """One sentence per flag, from the data."""
-    reading = position.projections[flag.method].token.strip()
-    label = CATEGORY_LABELS.get(flag.category, flag.category)
-    where = "is its top-1 reading" if flag.is_top1 else f"is its neighbour #{flag.rank}"
-    gap = "" if flag.is_top1 else f", {flag.gap_to_top1:.3g} below the top-1"
-    kind = " (partial match of a multi-token term)" if flag.partial else ""
-    return (
-        f"Position {flag.position} reads '{reading}' under {flag.method}, and '{flag.token.strip()}' "
-        f"({label}, {flag.language}: term '{flag.term}'){kind} {where}{gap}."
-    )
+def _pct(value: float, lang: str) -> str:
+    """A share as a percentage, with the decimal comma in Spanish."""
+    text = f"{100 * value:.1f} %"
+    return text.replace(".", ",") if lang == "es" else text
 
 
-def view_model(result: AuditResult) -> dict:
+def _category(category: str, lang: str) -> str:
+    return CATEGORY_LABELS[lang].get(category, category)
+
+
+def _shown(token: str) -> str:
+    """A token as a reader should see it: surrounding spaces made visible, nothing else changed."""
+    return token.strip() or repr(token)
+
+
+def flag_order(flag: Flag) -> tuple:
+    return (SEVERITY_ORDER.index(flag.severity), flag.position, flag.rank, flag.method, flag.term_id)
+
+
+def explain(flag: Flag, position: PositionResult, lang: str) -> str:
+    """One sentence per flag, generated from the data."""
+    t = strings(lang)
+    fields = {
+        "pos": flag.position,
+        "method": flag.method,
+        "token": _shown(flag.token),
+        "term": flag.term,
+        "category": _category(flag.category, lang),
+        "lang": flag.language,
+        "reading": _shown(position.projections[flag.method].token),
+        "rank": flag.rank,
+        "gap": f"{flag.gap_to_top1:.3g}",
+    }
+    text = t["explain_top1" if flag.is_top1 else "explain_near"].format(**fields)
+    if flag.partial:
+        text += t["explain_partial"]
+    if flag.p_value is not None and flag.q_value is not None:
+        count = max(round(flag.p_value * (NULL_SIZE + 1)) - 1, 0)
+        text += t["explain_null"].format(count=count, total=NULL_SIZE, q=f"{flag.q_value:.2g}")
+    else:
+        text += "."
+    return text
+
+
+def _heat_colour(value: float) -> str:
+    rgb = [round(lo + (hi - lo) * value) for lo, hi in zip(HEAT_LOW, HEAT_HIGH)]
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def heatmap(result: AuditResult, cell: int = 22, label_w: int = 90, head_h: int = 70) -> dict:
+    """SVG geometry of the position x method agreement heatmap: for each cell, the share of the other
+    agreement methods whose top-1 equals this method's top-1."""
     methods = list(result.methods)
+    others = list(result.agreement_methods)
+    rects = []
+    for row, pos in enumerate(result.positions):
+        for col, method in enumerate(methods):
+            peers = [m for m in others if m != method]
+            same = sum(pos.projections[m].token_id == pos.projections[method].token_id for m in peers)
+            value = same / len(peers) if peers else 1.0
+            rects.append(
+                {
+                    "x": label_w + col * cell,
+                    "y": head_h + row * cell,
+                    "fill": _heat_colour(value),
+                    "title": f"{pos.index} / {method}: {_shown(pos.projections[method].token)} ({value:.2f})",
+                }
+            )
+    return {
+        "width": label_w + cell * len(methods) + 4,
+        "height": head_h + cell * len(result.positions) + 4,
+        "cell": cell,
+        "rects": rects,
+        "cols": [
+            {"x": label_w + i * cell + cell // 2, "y": head_h - 6, "label": m} for i, m in enumerate(methods)
+        ],
+        "rows": [
+            {"x": label_w - 6, "y": head_h + i * cell + cell * 2 // 3, "label": str(p.index)}
+            for i, p in enumerate(result.positions)
+        ],
+    }
+
+
+def position_map(pos: PositionResult) -> dict:
+    """SVG geometry of one position's neighbourhood map, scaled into a MAP_SIZE square."""
+    points = pos.map_points
+    if not points:
+        return {"size": MAP_SIZE, "points": []}
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9)
+    scale = (MAP_SIZE - 2 * MAP_PAD) / span
+
+    def place(value: float, low: float) -> float:
+        return round(MAP_PAD + (value - low) * scale, 1)
+
+    out = []
+    for p in points:
+        kind = "prompt" if p.token_id < 0 else ("sensitive" if p.sensitive else "neighbour")
+        out.append(
+            {"cx": place(p.x, min(xs)), "cy": place(p.y, min(ys)), "kind": kind, "label": _shown(p.token)}
+        )
+    out.sort(key=lambda p: ("neighbour", "sensitive", "prompt").index(p["kind"]))  # prompt drawn last
+    return {"size": MAP_SIZE, "points": out}
+
+
+def view_model(result: AuditResult, lang: str = "en") -> dict:
+    t = strings(lang)
+    methods = list(result.methods)
+    s = result.summary
+    flagged = [p for p in result.positions if p.risk.level > 0]
+    verdict_key = f"verdict_{s.risk.value}"
+    verdict = t[verdict_key].format(n=len(flagged), m=len(methods))
     readings = []
     for pos in result.positions:
-        tokens = [pos.projections[m].token for m in methods]
+        tokens = {pos.projections[m].token_id for m in result.agreement_methods}
         readings.append(
             {
                 "index": pos.index,
-                "segment": pos.segment,
-                "cells": [
-                    {"method": m, "token": pos.projections[m].token, "differs": len(set(tokens)) > 1}
-                    for m in methods
-                ],
+                "segment": "" if pos.segment == "prompt" else pos.segment,
+                "cells": [{"token": pos.projections[m].token, "differs": len(tokens) > 1} for m in methods],
                 "agreement": _fmt(pos.agreement, 2),
                 "off_manifold": _fmt(pos.off_manifold, 2),
                 "risk": pos.risk.value,
+                "risk_label": t[f"risk_{pos.risk.value}"],
             }
         )
-    flags = sorted(
-        ((f, p) for p in result.positions for f in p.flags),
-        key=lambda fp: (
-            ("high", "medium", "low").index(fp[0].severity),
-            fp[0].position,
-            fp[0].rank,
-            fp[0].method,
-            fp[0].term_id,
-        ),
-    )
+    flags = sorted(((f, p) for p in result.positions for f in p.flags), key=lambda fp: flag_order(fp[0]))
     flag_rows = [
         {
             "severity": f.severity,
+            "severity_label": t[f"severity_{f.severity}"],
             "position": f.position,
             "method": f.method,
             "rank": f.rank,
             "token": f.token,
             "term": f.term,
-            "category": CATEGORY_LABELS.get(f.category, f.category),
+            "category": _category(f.category, lang),
             "language": f.language,
-            "score": _fmt(f.score),
-            "q_value": _fmt(f.q_value),
-            "explanation": explain(f, p),
+            "q_value": _fmt(f.q_value, 3),
+            "explanation": explain(f, p, lang),
         }
         for f, p in flags
     ]
@@ -95,7 +187,9 @@ def view_model(result: AuditResult) -> dict:
     ]
     neighbours = [
         {
-            "index": pos.index,
+            "title": t["position_n"].format(pos=pos.index),
+            "risk": pos.risk.value,
+            "map": position_map(pos),
             "methods": [
                 {"method": m, "entries": [f"{n.rank}. {n.token!r} ({n.score:.3f})" for n in pos.neighbors[m]]}
                 for m in methods
@@ -106,22 +200,45 @@ def view_model(result: AuditResult) -> dict:
     coverage = [
         {
             "language": r.language,
-            "category": CATEGORY_LABELS.get(r.category, r.category),
-            "share": f"{100 * r.share:.0f} %",
+            "category": _category(r.category, lang),
+            "share": _pct(r.share, lang),
             "covered": f"{r.n_covered}/{r.n_terms}",
-            "missing": ", ".join(r.missing[:30]) + (" ..." if len(r.missing) > 30 else ""),
+            "missing": ", ".join(r.missing[:40]) + (" ..." if len(r.missing) > 40 else ""),
             "low": r.low,
         }
         for r in result.coverage
     ]
-    s = result.summary
+    model = result.model
     return {
+        "lang": lang,
+        "t": t,
         "risk": s.risk.value,
-        "verdict": s.verdict,
-        "n_flags": s.n_flags,
-        "by_severity": list(s.flags_by_severity.items()),
-        "by_category": [(CATEGORY_LABELS.get(k, k), v) for k, v in s.flags_by_category.items()],
-        "mean_agreement": _fmt(s.mean_agreement, 2),
+        "risk_badge": t["risk_label"].format(risk=t[f"risk_{s.risk.value}"]),
+        "verdict": verdict,
+        "numbers": [
+            (t["positions"], str(len(result.positions))),
+            (t["methods"], str(len(methods))),
+            (t["flags"], str(s.n_flags)),
+            (t["suppressed_n"], str(s.n_suppressed)),
+            (t["mean_agreement"], _fmt(s.mean_agreement, 2)),
+        ],
+        "by_severity": [(t[f"severity_{k}"], k, v) for k, v in s.flags_by_severity.items()],
+        "by_category": [(_category(k, lang), v) for k, v in s.flags_by_category.items()],
+        "inputs": [
+            (
+                t["prompt"],
+                f"{result.prompt.path} ({result.prompt.format}, {result.prompt.n_tokens} x "
+                f"{result.prompt.dim}) sha256 {result.prompt.sha256}",
+            ),
+            (
+                t["model"],
+                f"{model.spec} ({model.model_type}, {model.vocab_size} x {model.dim}) sha256 {model.sha256}",
+            ),
+            (
+                t["wordlists"],
+                t["bundle_files"].format(version=result.wordlist_bundle, n=len(result.wordlists)),
+            ),
+        ],
         "methods": methods,
         "readings": readings,
         "projected": [
@@ -133,31 +250,79 @@ def view_model(result: AuditResult) -> dict:
             for m in methods
         ],
         "reference": result.reference_text,
+        "heatmap": heatmap(result),
         "flags": flag_rows,
         "suppressed": suppressed,
+        "passes": t["passes_text"].format(
+            n=sum(1 for p in result.positions if not p.flags), total=len(result.positions)
+        ),
         "neighbours": neighbours,
         "coverage": coverage,
-        "notes": list(result.notes),
-        "risk_rule": RISK_RULE,
+        "method_notes": [(m, t[f"m_{m}"]) for m in methods],
+        "null_text": NULL_TEXT[lang].format(n=NULL_SIZE, half=NULL_PER_KIND)
+        if lang in NULL_TEXT
+        else NULL_MODEL_TEXT,
+        "rule_text": RULE_TEXT.get(lang, RISK_RULE),
+        "notes": list(result.notes) if lang == "en" else [],
         "repro": [
-            ("tool", f"prompt-audit {result.tool_version}"),
-            ("prompt", f"{result.prompt.path} ({result.prompt.format}, sha256 {result.prompt.sha256})"),
+            (t["tool"], f"prompt-audit {result.tool_version}"),
+            (t["prompt"], f"sha256 {result.prompt.sha256}"),
+            (t["embedding_sha"], model.sha256),
             (
-                "model",
-                f"{result.model.spec} ({result.model.model_type}, {result.model.vocab_size} x "
-                f"{result.model.dim}, embed scale {result.model.embed_scale:.4f}, "
-                f"{'tied' if result.model.tied else 'untied'})",
+                t["wordlists"],
+                f"{result.wordlist_bundle}: "
+                + ", ".join(f"{w.id} {w.sha256[:12]}" for w in result.wordlists),
             ),
-            ("embedding sha256", result.model.sha256),
-            ("wordlists", f"bundle {result.wordlist_bundle}, {len(result.wordlists)} files"),
             (
-                "config",
-                f"methods {', '.join(methods)}; top-k {result.top_k}; languages "
-                f"{', '.join(result.languages)}; seed {result.seed}; fail-on {result.fail_on}",
+                t["config"],
+                f"methods={','.join(methods)} top_k={result.top_k} "
+                f"languages={','.join(result.languages)} seed={result.seed} fail_on={result.fail_on} "
+                f"centered_components={result.centered_components}",
             ),
         ],
     }
 
 
-def render_html(result: AuditResult) -> str:
-    return environment().get_template("report.html.j2").render(**view_model(result))
+def render_html(result: AuditResult, lang: str = "en") -> str:
+    return environment().get_template("report.html.j2").render(**view_model(result, lang))
+
+
+def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) -> str:
+    """A short Markdown summary for pull-request comments (same strings as the HTML report)."""
+    vm = view_model(result, lang)
+    t = vm["t"]
+    lines = [f"## {_md(t['md_title'].format(risk=vm['risk_badge']))}", "", _md(vm["verdict"]), ""]
+    lines.append("| " + " | ".join(_md(label) for label, _ in vm["numbers"]) + " |")
+    lines.append("|" + "---|" * len(vm["numbers"]))
+    lines.append("| " + " | ".join(_md(value) for _, value in vm["numbers"]) + " |")
+    lines.append("")
+    header = [t["method"], t["projected_text"]] + ([t["prompt_f1"]] if vm["reference"] else [])
+    lines.append("| " + " | ".join(_md(h) for h in header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in vm["projected"]:
+        cells = [row["method"], row["text"]] + ([row["f1"]] if vm["reference"] else [])
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines.append("")
+    if vm["flags"]:
+        lines += [f"### {_md(t['md_top_flags'])}", ""]
+        lines += [
+            f"- **{_md(f['severity_label'])}**: {_md(f['explanation'])}" for f in vm["flags"][:max_flags]
+        ]
+    else:
+        lines.append(_md(t["no_flags"]))
+    return "\n".join(lines) + "\n"
+
+
+def _md(value: object) -> str:
+    """Escapes text for a Markdown table cell (pipes, backticks, HTML brackets, newlines)."""
+    text = str(value).replace("\n", " ")
+    for char, escaped in (
+        ("&", "&amp;"),
+        ("\\", "\\\\"),
+        ("|", "\\|"),
+        ("`", "\\`"),
+        ("<", "&lt;"),
+        (">", "&gt;"),
+    ):
+        text = text.replace(char, escaped)
+    return text
