@@ -56,7 +56,7 @@ def find_hits(
             rank_of = {tok: r for r, tok in enumerate(row_ids, start=1)}
             for rank, (tok, score) in enumerate(zip(row_ids, row_scores), start=1):
                 for term_id in index.prefix.get(tok, ()):
-                    if term_id not in lists._by_id:
+                    if term_id not in lists.by_id:
                         continue
                     term = lists.term(term_id)
                     word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
@@ -76,7 +76,7 @@ def find_hits(
                         )
                     )
                 for term_id in index.token_terms.get(tok, ()):
-                    if term_id not in lists._by_id:
+                    if term_id not in lists.by_id:
                         continue
                     term = lists.term(term_id)
                     word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
@@ -96,7 +96,7 @@ def find_hits(
                         )
                     )
             for term_id, combos in index.multi.items():
-                if term_id not in lists._by_id:
+                if term_id not in lists.by_id:
                     continue
                 for combo in combos:
                     if all(tok in rank_of for tok in combo):
@@ -203,7 +203,7 @@ def category_min_ranks(null_ids: torch.Tensor, index: TermIndex, lists: Wordlist
     """For each category: the best (smallest, 1-based) rank at which each null vector has a term of that
     category among its neighbours (whole-token or prefix hits); K + 1 when none. (N,) per category."""
     token_categories: dict[int, set[str]] = {}
-    active = lists._by_id
+    active = lists.by_id
     for table in (index.token_terms, index.prefix):
         for tok, term_ids in table.items():
             cats = {active[t].category for t in term_ids if t in active}

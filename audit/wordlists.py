@@ -23,6 +23,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 from importlib.resources import files as resource_files
 from pathlib import Path
 
@@ -175,15 +176,11 @@ class Wordlists:
         return digest.hexdigest()
 
     def term(self, term_id: str) -> Term:
-        return self._by_id[term_id]
+        return self.by_id[term_id]
 
-    @property
-    def _by_id(self) -> dict[str, Term]:
-        cached = self.__dict__.get("_by_id_cache")
-        if cached is None:
-            cached = {t.id: t for t in self.terms}
-            object.__setattr__(self, "_by_id_cache", cached)
-        return cached
+    @cached_property
+    def by_id(self) -> dict[str, Term]:
+        return {t.id: t for t in self.terms}
 
 
 @dataclass
