@@ -57,7 +57,9 @@ def run_audit(config: AuditConfig) -> AuditResult:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
     resolve_methods(config.methods)  # fail fast, before any loading
     prompt = load_prompt(config.prompt, key=config.key)
-    vocab = load_vocabulary(resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model)
+    vocab = load_vocabulary(
+        resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model, progress=config.progress
+    )
     lists = load_wordlists(
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
@@ -95,7 +97,7 @@ def _null_ranks(vocab, stats, methods, config, index, lists) -> dict[str, dict[s
         desc="null model (once per model and seed, cached)",
         unit="tok",
         unit_scale=True,
-        disable=not config.progress,
+        disable=None if config.progress else True,  # None: only on a terminal
         leave=False,
     ) as bar:
         null = null_neighbours(vocab, stats, methods, config.seed, config.top_k, progress=bar.update)
@@ -111,7 +113,7 @@ def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, T
         desc="projecting",
         unit="tok",
         unit_scale=True,
-        disable=not config.progress,
+        disable=None if config.progress else True,  # None: only on a terminal
         leave=False,
     ) as bar:
         return project(

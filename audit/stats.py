@@ -202,7 +202,7 @@ def load_or_compute_stats(
         desc="vocabulary statistics (once per model, cached)",
         unit="tok",
         unit_scale=True,
-        disable=not show_progress,
+        disable=None if show_progress else True,  # None: only on a terminal
         leave=False,
     ) as bar:
         stats = compute_stats(vocab, chunk_size=chunk_size, progress=bar.update)

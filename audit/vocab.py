@@ -11,6 +11,7 @@ import json
 import math
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,17 @@ def cached_token_table(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> 
     return table
 
 
+def check_tokenizer_size(tokenizer: Any, rows: int, where: Path) -> None:
+    """The tokenizer must fit the embedding matrix: no id past its rows, and not a stub covering a
+    small part of it (rows past the tokenizer are padding and allowed)."""
+    size = len(tokenizer)
+    if size > rows or size < rows // 2:
+        raise AuditInputError(
+            f"the tokenizer in {where} has {size} tokens but the embedding matrix has {rows} rows",
+            "the tokenizer does not belong to these weights; use the model's own tokenizer",
+        )
+
+
 def _is_wordpiece(tokenizer: Any) -> bool:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -270,17 +282,24 @@ def _normalizer_flags(tokenizer: Any) -> tuple[bool, bool]:
 # Loaders (I/O)
 
 
-def load_vocabulary(spec: str, *, allow_pickle: bool = False) -> Vocabulary:
+def load_vocabulary(spec: str, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
     """Loads tokenizer + embedding tensors for a model spec (alias, GGUF file, HF dir, cached id)."""
     files = resolve_model(spec)
     if files.kind == "gguf":
-        return _load_gguf(files)
+        return _load_gguf(files, progress=progress)
     return _load_hf_dir(files, allow_pickle=allow_pickle)
 
 
 def _load_tokenizer_dir(path: Path) -> Any:
     from transformers import AutoTokenizer
 
+    if not any((path / name).is_file() for name in TOKENIZER_FILES if name != "tokenizer_config.json"):
+        # transformers would silently build an empty tokenizer from the config alone.
+        raise AuditInputError(
+            f"no tokenizer files in {path} "
+            "(looked for tokenizer.json, vocab.txt, vocab.json, tokenizer.model)",
+            "save the model's tokenizer next to its weights (tokenizer.save_pretrained)",
+        )
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as exc:
@@ -341,6 +360,7 @@ def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
         output_matrix = SafetensorsMatrix(*out) if out is not None and not tie else None
         sha = _matrix_sha256(input_matrix)
     tokenizer = _load_tokenizer_dir(path)
+    check_tokenizer_size(tokenizer, input_matrix.shape[0], path)
     d_model = input_matrix.shape[1]
     scale = embed_scale_for(model_type, d_model, {**text_config, **config})
     lower, strip = _normalizer_flags(tokenizer)
@@ -412,15 +432,27 @@ def _gguf_matrix(reader: Any, name: str) -> torch.Tensor | None:
     return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32).reshape(rows, dim))
 
 
-def _convert_gguf(path: Path, target: Path) -> None:
+def _convert_gguf(path: Path, target: Path, *, progress: bool = True) -> None:
     """Dequantizes the embedding tensors and converts the tokenizer into ``target`` (once per file)."""
     import gguf
     from safetensors.torch import save_file
     from tqdm import tqdm
 
+    if progress:
+        print(
+            f"prompt-audit: first use of {path.name}: converting its embeddings and tokenizer "
+            f"(once; cached in {target.parent})",
+            file=sys.stderr,
+        )
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
-        with tqdm(total=3, desc=f"converting {path.name} (once, cached)", unit="step", leave=False) as bar:
+        with tqdm(
+            total=3,
+            desc=f"converting {path.name} (once, cached)",
+            unit="step",
+            leave=False,
+            disable=None if progress else True,  # None: only on a terminal
+        ) as bar:
             try:
                 reader = gguf.GGUFReader(str(path))
             except Exception as exc:
@@ -451,13 +483,13 @@ def _convert_gguf(path: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _load_gguf(files: ModelFiles) -> Vocabulary:
+def _load_gguf(files: ModelFiles, *, progress: bool = True) -> Vocabulary:
     from safetensors import safe_open
 
     path = files.path
     target = cache_dir("gguf") / sha256_file(path)
     if not (target / "embeddings.safetensors").is_file():
-        _convert_gguf(path, target)
+        _convert_gguf(path, target, progress=progress)
     weights = target / "embeddings.safetensors"
     with safe_open(str(weights), framework="pt") as handle:
         meta = handle.metadata() or {}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from audit.cli import main
-from tests.conftest import save_tiny_hf_model
+from tests.conftest import save_tiny_hf_model, word_level_tokenizer
 
 
 @pytest.fixture()
@@ -117,6 +117,23 @@ def _bad_inputs(tmp_path, tiny_model_dir):
     cases.append(("no model", [good], "no model given"))
     bin_dir = save_tiny_hf_model(tmp_path / "bin-model", ["a", "b", "c"], safe=False)
     cases.append(("bin without opt-in", [good, "--model", bin_dir], "--allow-pickle-model"))
+    no_tok = save_tiny_hf_model(tmp_path / "no-tokenizer", ["a", "b", "c"])
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (no_tok / name).unlink()
+    cases.append(("missing tokenizer", [good, "--model", no_tok], "no tokenizer files"))
+    wrong_tok = save_tiny_hf_model(tmp_path / "wrong-tokenizer", ["a", "b", "c"])
+    word_level_tokenizer([f"x{i}" for i in range(40)]).save_pretrained(str(wrong_tok))
+    cases.append(
+        ("tokenizer of another model", [good, "--model", wrong_tok], "has 41 tokens but the embedding")
+    )
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"this is not a safetensors file at all")
+    cases.append(
+        ("corrupt safetensors", [garbage, "--model", tiny_model_dir], "not a valid safetensors file")
+    )
+    fake_gguf = tmp_path / "fake.gguf"
+    fake_gguf.write_bytes(b"GGUF but not really")
+    cases.append(("corrupt gguf", [good, "--model", fake_gguf], "not a readable GGUF file"))
     return cases
 
 
