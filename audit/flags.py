@@ -55,46 +55,30 @@ def find_hits(
             best = row_scores[0]
             rank_of = {tok: r for r, tok in enumerate(row_ids, start=1)}
             for rank, (tok, score) in enumerate(zip(row_ids, row_scores), start=1):
-                for term_id in index.prefix.get(tok, ()):
-                    if term_id not in lists.by_id:
-                        continue
-                    term = lists.term(term_id)
-                    word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
-                    hits.append(
-                        Hit(
-                            pos,
-                            method,
-                            rank,
-                            tok,
-                            surfaces[tok],
-                            term_id,
-                            score,
-                            best - score,
-                            True,
-                            True,
-                            allow_reason(lists.allow, term, word, vocab.spec),
+                word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
+                # (term ids, whole-token?) - a prefix piece is a partial hit and starts a word by construction
+                matches = [(index.prefix.get(tok, ()), False), (index.token_terms.get(tok, ()), True)]
+                for term_ids, whole in matches:
+                    for term_id in term_ids:
+                        if term_id not in lists.by_id:
+                            continue
+                        reason = allow_reason(lists.allow, lists.term(term_id), word, vocab.spec)
+                        starts = bool(word_start[tok]) if whole else True
+                        hits.append(
+                            Hit(
+                                pos,
+                                method,
+                                rank,
+                                tok,
+                                surfaces[tok],
+                                term_id,
+                                score,
+                                best - score,
+                                starts,
+                                not whole,
+                                reason,
+                            )
                         )
-                    )
-                for term_id in index.token_terms.get(tok, ()):
-                    if term_id not in lists.by_id:
-                        continue
-                    term = lists.term(term_id)
-                    word = normalize(token_word(surfaces[tok], pieces[tok]), strip_accents=strip)
-                    hits.append(
-                        Hit(
-                            pos,
-                            method,
-                            rank,
-                            tok,
-                            surfaces[tok],
-                            term_id,
-                            score,
-                            best - score,
-                            bool(word_start[tok]),
-                            False,
-                            allow_reason(lists.allow, term, word, vocab.spec),
-                        )
-                    )
             for term_id, combos in index.multi.items():
                 if term_id not in lists.by_id:
                     continue

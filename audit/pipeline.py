@@ -11,6 +11,7 @@ from audit import __version__
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
 from audit.flags import Hit, bh_q_values, category_min_ranks, find_hits, null_neighbours, p_value
+from audit.progress import progress_bar
 from audit.projection import TopK, agreement, count_rows, pca_2d, project, resolve_methods
 from audit.prompts import SoftPrompt, load_prompt
 from audit.records import (
@@ -90,32 +91,15 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
 
 def _null_ranks(vocab, stats, methods, config, index, lists) -> dict[str, dict[str, np.ndarray]]:
     """method -> category -> (N,) best rank of that category near each null vector."""
-    from tqdm import tqdm
-
-    with tqdm(
-        total=count_rows(vocab, methods),
-        desc="null model (once per model and seed, cached)",
-        unit="tok",
-        unit_scale=True,
-        disable=None if config.progress else True,  # None: only on a terminal
-        leave=False,
-    ) as bar:
+    desc = "null model (once per model and seed, cached)"
+    with progress_bar(desc, count_rows(vocab, methods), enabled=config.progress) as bar:
         null = null_neighbours(vocab, stats, methods, config.seed, config.top_k, progress=bar.update)
     return {m: category_min_ranks(null[m], index, lists) for m in methods}
 
 
 def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, TopK]:
-    from tqdm import tqdm
-
     device = _device(config.device)
-    with tqdm(
-        total=count_rows(vocab, methods),
-        desc="projecting",
-        unit="tok",
-        unit_scale=True,
-        disable=None if config.progress else True,  # None: only on a terminal
-        leave=False,
-    ) as bar:
+    with progress_bar("projecting", count_rows(vocab, methods), enabled=config.progress) as bar:
         return project(
             prompt.vectors,
             vocab,

@@ -195,16 +195,10 @@ def load_or_compute_stats(
         t = load_file(str(path))
         if t["token_norms"].shape[0] == vocab.size:
             return VocabStats(**{k: t[k] for k in TENSOR_FIELDS})
-    from tqdm import tqdm
+    from audit.progress import progress_bar
 
-    with tqdm(
-        total=2 * vocab.size,
-        desc="vocabulary statistics (once per model, cached)",
-        unit="tok",
-        unit_scale=True,
-        disable=None if show_progress else True,  # None: only on a terminal
-        leave=False,
-    ) as bar:
+    desc = "vocabulary statistics (once per model, cached)"
+    with progress_bar(desc, 2 * vocab.size, enabled=show_progress) as bar:
         stats = compute_stats(vocab, chunk_size=chunk_size, progress=bar.update)
     tensors = {k: getattr(stats, k) for k in TENSOR_FIELDS}
     atomic_save_safetensors(tensors, path, {"spec": vocab.spec, "version": STATS_VERSION})

@@ -436,7 +436,8 @@ def _convert_gguf(path: Path, target: Path, *, progress: bool = True) -> None:
     """Dequantizes the embedding tensors and converts the tokenizer into ``target`` (once per file)."""
     import gguf
     from safetensors.torch import save_file
-    from tqdm import tqdm
+
+    from audit.progress import progress_bar
 
     if progress:
         print(
@@ -446,13 +447,7 @@ def _convert_gguf(path: Path, target: Path, *, progress: bool = True) -> None:
         )
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
-        with tqdm(
-            total=3,
-            desc=f"converting {path.name} (once, cached)",
-            unit="step",
-            leave=False,
-            disable=None if progress else True,  # None: only on a terminal
-        ) as bar:
+        with progress_bar(f"converting {path.name} (once, cached)", 3, enabled=progress, unit="step") as bar:
             try:
                 reader = gguf.GGUFReader(str(path))
             except Exception as exc:

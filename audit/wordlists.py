@@ -51,21 +51,6 @@ CATEGORIES = (
     "proxy_names",
     "slurs",
 )
-CATEGORY_LABELS = {
-    "race_ethnicity": "race / ethnicity / skin colour",
-    "nationality_origin": "nationality / national or regional origin / migration status",
-    "sex_gender": "sex / gender identity and expression",
-    "sexual_orientation": "sexual orientation",
-    "religion_belief": "religion or belief",
-    "age": "age",
-    "disability": "disability",
-    "health": "health / serological status",
-    "socioeconomic": "socioeconomic status",
-    "language": "language",
-    "political_opinion": "political opinion",
-    "proxy_names": "first names used as demographic proxies",
-    "slurs": "slurs",
-}
 CORE_CATEGORIES = (
     "race_ethnicity",
     "sex_gender",
