@@ -39,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prompt-audit {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
-    scan = sub.add_parser("scan", help="audit one soft prompt", description="Audit one soft prompt.")
+    scan = sub.add_parser(
+        "scan",
+        help="audit one soft prompt",
+        description="Audit one soft prompt.",
+        epilog="exit codes: 0 done, risk below --fail-on; 1 risk at or above --fail-on; 2 usage or input "
+        "error (one line on stderr, nothing written); 3 internal error",
+    )
     scan.add_argument("prompt", type=Path, help="PEFT adapter directory, .safetensors, .npy or .pt file")
     scan.add_argument(
         "--model",
@@ -69,19 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="extra wordlist folder (same schema; later files override by term id); repeatable",
     )
-    scan.add_argument("--allowlist", type=Path, help="TOML allow-list of forms to suppress, with reasons")
+    scan.add_argument(
+        "--allowlist", type=Path, metavar="PATH", help="TOML allow-list of forms to suppress, with reasons"
+    )
     scan.add_argument(
         "--reference-text", help="the prompt's claimed intent; default: PEFT's prompt_tuning_init_text"
     )
-    scan.add_argument("--json", type=Path, help="write the JSON result here")
-    scan.add_argument("--markdown", type=Path, help="write a short Markdown summary here (for PR comments)")
+    scan.add_argument("--json", type=Path, metavar="PATH", help="write the JSON result here")
+    scan.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write a short Markdown summary here (for PR comments)"
+    )
     scan.add_argument(
         "--report-lang",
         choices=LANGUAGES,
         default="en",
         help="language of the HTML and Markdown reports (default en)",
     )
-    scan.add_argument("--html", type=Path, help="write the HTML report here")
+    scan.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
     scan.add_argument(
         "--fail-on",
         choices=FAIL_ON_CHOICES,
@@ -105,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="top principal directions the 'centered' method removes besides the mean "
         "('all-but-the-top'; default 0: mean only)",
     )
-    scan.add_argument("--force", action="store_true", help="overwrite existing --json/--html files")
+    scan.add_argument(
+        "--force", action="store_true", help="overwrite existing --json/--html/--markdown files"
+    )
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
 
     demo = sub.add_parser(

