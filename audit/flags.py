@@ -104,8 +104,18 @@ def find_hits(
                             )
                         )
                         break
-    hits.sort(key=lambda h: (h.position, h.method, h.rank, h.term_id))
-    return hits
+    hits.sort(key=lambda h: (h.position, h.method, h.rank, h.term_id, h.partial))
+    # A multi-token term can match both as a prefix piece and as a set of pieces: keep its best partial
+    # hit per position and method. Whole-token hits on different tokens all stay.
+    seen: set[tuple[int, str, str]] = set()
+    kept = []
+    for hit in hits:
+        key = (hit.position, hit.method, hit.term_id)
+        if hit.partial and key in seen:
+            continue
+        seen.add(key)
+        kept.append(hit)
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------

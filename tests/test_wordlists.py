@@ -222,3 +222,20 @@ def test_schema_errors_name_file_and_line(tmp_path):
 def test_wordlists_check_cli_passes_on_bundle(capsys):
     assert main(["wordlists", "check"]) == 0
     assert "wordlists OK" in capsys.readouterr().out
+
+
+def test_prefix_piece_of_a_multi_token_term_gives_one_partial_hit():
+    """Gemma spells 'musulmana' as '▁musul' + 'mana': the word-start piece alone is a partial hit."""
+    from tokenizers import SentencePieceBPETokenizer
+
+    raw = SentencePieceBPETokenizer()
+    raw.train_from_iterator(["musul casa perro mesa"] * 100, vocab_size=60, min_frequency=1)
+    vocab = _vocab(raw, "sp-prefix")
+    lists = load_wordlists()
+    index = build_index(vocab, lists)
+    musul = next(i for i, p in enumerate(vocab.tokens.pieces) if p == "▁musul")
+    assert not index.covered["es.religion_belief.musulman"]
+    assert "es.religion_belief.musulman" in index.prefix[musul]
+    tops = {"cosine": TopK(torch.tensor([[musul, 0]]), torch.tensor([[0.9, 0.1]]))}
+    hits = [h for h in find_hits(tops, vocab, index, lists) if h.term_id == "es.religion_belief.musulman"]
+    assert len(hits) == 1 and hits[0].partial and hits[0].rank == 1
