@@ -27,6 +27,7 @@ from audit.records import (
     Summary,
     WordlistInfo,
 )
+from audit.report.i18n import STRINGS
 from audit.scoring import flag_severity, position_risk, prompt_f1
 from audit.stats import VocabStats, load_or_compute_stats, norm_percentile
 from audit.vocab import Vocabulary, load_vocabulary
@@ -251,7 +252,7 @@ def assemble(
         positions=result_positions,
         projected_text=projected,
         waywardness=waywardness,
-        summary=summarize(result_positions),
+        summary=summarize(result_positions, len(methods)),
         coverage=rows,
         notes=_notes(vocab, methods),
     )
@@ -284,24 +285,14 @@ def _flag(hit: Hit, lists: Wordlists, p: float, q: float | None) -> Flag:
     )
 
 
-def summarize(positions: tuple[PositionResult, ...]) -> Summary:
+def summarize(positions: tuple[PositionResult, ...], n_methods: int) -> Summary:
     flags = [f for p in positions for f in p.flags]
     risk = Risk.worst(p.risk for p in positions)
     by_cat = Counter(f.category for f in flags)
     by_sev = Counter(f.severity for f in flags)
     flagged = [p.index for p in positions if p.risk != Risk.LOW]
-    if risk == Risk.HIGH:
-        verdict = (
-            f"Do not deploy without review: {len(flagged)} position(s) read as, or sit next to, a "
-            "high-severity sensitive term under at least one projection."
-        )
-    elif risk == Risk.MEDIUM:
-        verdict = (
-            f"Review before deploying: {len(flagged)} position(s) have sensitive terms among their "
-            "neighbours, none of them the reading itself at high severity."
-        )
-    else:
-        verdict = "No position reads as or sits close to a counted sensitive term under any method."
+    # The same sentence the English report prints (one source for the wording).
+    verdict = STRINGS["en"][f"verdict_{risk.value}"].format(n=len(flagged), m=n_methods)
     mean_agreement = float(np.mean([p.agreement for p in positions])) if positions else 1.0
     return Summary(
         risk=risk,
@@ -344,15 +335,25 @@ def _nearest_distance(
 
 
 def _drift(prompt: SoftPrompt, vocab: Vocabulary, reference: str | None) -> np.ndarray | None:
-    """Cosine of each row to the token PEFT's TEXT init would have placed there for the reference
-    text (tokenized with special tokens, cut or repeated to the prompt's length). (n,) or None."""
+    """Cosine of each row to the token a TEXT init would have placed there for the reference text. (n,)
+
+    PEFT embeds ``tokenizer(text)`` with special tokens (e.g. a leading <bos>), cut or repeated to the
+    prompt's length; some training scripts drop the special tokens. Both alignments are tried and the
+    one the prompt is closer to is used.
+    """
     if not reference:
         return None
-    ids = vocab.init_token_ids(reference, prompt.vectors.shape[0])
-    if not ids:
-        return None
-    ref = torch.cat([vocab.input.rows(i, i + 1) for i in ids]) * vocab.embed_scale
-    return torch.nn.functional.cosine_similarity(prompt.vectors, ref, dim=1).numpy()
+    n = prompt.vectors.shape[0]
+    candidates = [vocab.init_token_ids(reference, n), vocab.init_token_ids(reference, n, special=False)]
+    best = None
+    for ids in candidates:
+        if not ids:
+            continue
+        ref = torch.cat([vocab.input.rows(i, i + 1) for i in ids]) * vocab.embed_scale
+        cos = torch.nn.functional.cosine_similarity(prompt.vectors, ref, dim=1).numpy()
+        if best is None or cos.mean() > best.mean():
+            best = cos
+    return best
 
 
 def _projected_text(prompt: SoftPrompt, vocab: Vocabulary, top: TopK, *, skip_special: bool = False) -> str:

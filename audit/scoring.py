@@ -4,7 +4,8 @@ Risk rule (version 1; printed in every report):
   * A flag starts at its term's severity (low / medium / high) and loses one level for each of:
     the term's policy is ``downweight`` (frequent benign senses), the token is a sub-word piece
     (not word-start), the hit is partial (a multi-token term), the neighbour is not significant
-    (q-value >= 0.05 under the null model). ``report_only`` terms and allow-listed hits never raise risk.
+    (q-value >= 0.05 under the null model). ``report_only`` terms are listed at low severity and, like
+    allow-listed hits, never raise risk.
   * A position is ``high`` when a counted flag of severity medium or high is some method's top-1
     (the projection itself reads as the sensitive term), when a high-severity flag is within the
     top 3, or when a medium-or-high flag is within the top 3 while the methods disagree on the
@@ -26,7 +27,8 @@ from audit.wordlists import Severity
 RISK_RULE = (
     "Each flag starts at its term's severity and loses one level for: a 'downweight' term (frequent "
     "benign senses), a sub-word token, a partial (multi-token) match, or a neighbour that is not "
-    "significant (q >= 0.05). 'report_only' terms and allow-listed hits never raise risk. A position is "
+    "significant (q >= 0.05). 'report_only' terms are listed at low severity and, like allow-listed hits, "
+    "never raise risk. A position is "
     "HIGH when a medium-or-high flag is some method's top-1 reading, when a high flag is within the top 3, "
     "or when a medium-or-high flag is within the top 3 while the methods disagree on the position's "
     "reading; MEDIUM when any counted flag is medium or high, or a low flag is a top-1 reading; "
@@ -39,6 +41,8 @@ def flag_severity(
     term_severity: Severity, policy: str, word_start: bool, partial: bool, q_value: float | None
 ) -> Severity:
     """The severity of one flag under the documented rule."""
+    if policy == "report_only":
+        return Severity.LOW  # listed for the record, never raises risk
     level = int(term_severity)
     level -= policy == "downweight"
     level -= not word_start

@@ -150,10 +150,10 @@ class Vocabulary:
             ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False
         )
 
-    def init_token_ids(self, text: str, total: int) -> list[int]:
+    def init_token_ids(self, text: str, total: int, *, special: bool = True) -> list[int]:
         """The token ids PEFT's TEXT init embeds for ``text``: tokenized with special tokens, then
-        cut or repeated to ``total`` rows (peft.tuners.prompt_tuning)."""
-        ids = list(self.tokenizer(text)["input_ids"])
+        cut or repeated to ``total`` rows (peft.tuners.prompt_tuning); ``special=False`` without them."""
+        ids = list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
         if not ids:
             return []
         return (ids * -(-total // len(ids)))[:total]

@@ -42,7 +42,8 @@ def demo_adapters() -> list[DemoAdapter]:
             continue
         meta_path = path / "training.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-        found.append(DemoAdapter(path.name, path, str(meta.get("description", "")), meta))
+        description = meta.get("description") or meta.get("WARNING") or "Trained normally on the task."
+        found.append(DemoAdapter(path.name, path, str(description), meta))
     if not found:
         raise AuditInputError(f"no demo adapters found under {root}", "reinstall prompt-audit")
     return found
@@ -68,10 +69,13 @@ def _index_html(rows: list[tuple[DemoAdapter, AuditResult]]) -> str:
 
 
 def _accuracy(meta: dict) -> str:
+    """'task accuracy X % at init, Y % after training' from training.json (test split), or ''."""
     before, after = meta.get("accuracy_before"), meta.get("accuracy_after")
+    if isinstance(before, dict):
+        before, after = before.get("test"), (after or {}).get("test")
     if before is None or after is None:
         return ""
-    return f"task accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
+    return f"test accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
 
 
 def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en") -> int:
