@@ -22,7 +22,7 @@ def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
         assert config["prompt_tuning_init_text"] == INIT
         assert config["base_model_name_or_path"] == DEMO_MODEL
         assert (adapter.path / "adapter_model.safetensors").stat().st_size < 200_000
-        assert adapter.metrics["accuracy_after"] > adapter.metrics["accuracy_before"]
+        assert adapter.metrics["accuracy_after"]["test"] > adapter.metrics["accuracy_before"]["test"]
     assert "adversarial" in adapters["hiring-es-wayward"].description.lower()
 
 
