@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -89,6 +89,8 @@ def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en") -> int:
     for adapter in demo_adapters():
         print(f"prompt-audit demo: auditing {adapter.name} on {DEMO_MODEL} ...", file=sys.stderr)
         result = run_audit(AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress))
+        # Name the packaged adapter, not where this installation keeps it: reports are comparable.
+        result = replace(result, prompt=replace(result.prompt, path=f"demo:{adapter.name}"))
         rows.append((adapter, result))
         contents[out_dir / f"{adapter.name}.json"] = render_json(result)
         contents[out_dir / f"{adapter.name}.html"] = render_html(result, lang)
