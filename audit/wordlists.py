@@ -10,7 +10,9 @@ the tokenizer strips them; a token matches a term when that equals one of the te
 ``word_start = false`` and weighs one severity level less. Forms that no single token represents are
 multi-token forms: they give a *partial* hit at a position when all their pieces of 3+ characters
 appear together in one method's neighbour set, or when the form's first, word-start piece has 5+
-characters and covers at least half of the form (``▁musul`` for ``musulmana``) and is a neighbour.
+characters and covers at least half of the form (``▁musul`` for ``musulmana``; single-word forms
+only) and is a neighbour. Short all-caps forms (ALS, VIH) match case-sensitively where the tokenizer
+keeps case.
 """
 
 from __future__ import annotations
@@ -597,14 +599,27 @@ class TermIndex:
     covered: dict[str, bool]
 
 
-def _form_keys(forms: tuple[str, ...], strip: bool) -> set[str]:
-    return {normalize(f, strip_accents=strip) for f in forms}
+def is_acronym(form: str) -> bool:
+    """All-caps short forms (ALS, VIH, TDAH, LGTBI): matched case-sensitively where the tokenizer keeps
+    case, so that 'als' (German 'as') is not read as ALS."""
+    letters = [c for c in form if c.isalpha()]
+    return 2 <= len(letters) <= 6 and " " not in form and all(c.isupper() for c in letters)
+
+
+def _form_key(form: str, strip: bool, cased: bool) -> str:
+    if cased and is_acronym(form):
+        return "=" + unicodedata.normalize("NFC", form)  # exact-case key
+    return normalize(form, strip_accents=strip)
+
+
+def _form_keys(forms: tuple[str, ...], strip: bool, cased: bool) -> set[str]:
+    return {_form_key(f, strip, cased) for f in forms}
 
 
 def build_index(vocab, lists: Wordlists) -> TermIndex:
     """Builds (or loads from cache) the token-to-term index for ``vocab``."""
     strip = bool(vocab.strips_accents)
-    key = hashlib.sha256(f"{vocab.sha256}|{lists.sha256}|{strip}|{vocab.uncased}|v3".encode()).hexdigest()
+    key = hashlib.sha256(f"{vocab.sha256}|{lists.sha256}|{strip}|{vocab.uncased}|v4".encode()).hexdigest()
     path = cache_dir("term-index") / f"{key}.json"
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -626,9 +641,10 @@ def build_index(vocab, lists: Wordlists) -> TermIndex:
 
 
 def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
+    cased = not vocab.uncased
     form_to_terms: dict[str, set[str]] = defaultdict(set)
     for term in lists.terms:
-        for key in _form_keys(term.forms, strip):
+        for key in _form_keys(term.forms, strip, cased):
             form_to_terms[key].add(term.id)
     token_terms: dict[int, tuple[str, ...]] = {}
     word_to_ids: dict[str, list[int]] = defaultdict(list)
@@ -636,11 +652,14 @@ def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
     for tok_id in range(vocab.size):
         if special[tok_id]:
             continue
-        word = normalize(token_word(surfaces[tok_id], pieces[tok_id]), strip_accents=strip)
+        raw = token_word(surfaces[tok_id], pieces[tok_id])
+        word = normalize(raw, strip_accents=strip)
         if not word:
             continue
+        exact = "=" + unicodedata.normalize("NFC", raw)
         word_to_ids[word].append(tok_id)
-        hit = form_to_terms.get(word)
+        word_to_ids[exact].append(tok_id)
+        hit = form_to_terms.get(word, set()) | form_to_terms.get(exact, set())
         if hit:
             token_terms[tok_id] = tuple(sorted(hit))
     covered: dict[str, bool] = {}
@@ -649,7 +668,7 @@ def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
     # Pieces that carry no word: [UNK] (an unknown word tokenizes to it), <bos>, [CLS], ...
     control = set(getattr(vocab.tokenizer, "all_special_ids", []) or [])
     for term in lists.terms:
-        keys = _form_keys(term.forms, strip)
+        keys = _form_keys(term.forms, strip, cased)
         covered[term.id] = any(k in word_to_ids for k in keys)
         if covered[term.id]:
             continue
@@ -671,7 +690,9 @@ def _compute_index(vocab, lists: Wordlists, strip: bool) -> TermIndex:
             if len(distinctive) >= 2:
                 combos.add(distinctive)
             first = ids[0] if ids else -1
+            # A prefix piece stands for one word: not the first word of a phrase ('clase' of 'clase alta').
             usable = 0 <= first < vocab.size and first not in control and not special[first]
+            usable = usable and " " not in form.strip() and not is_acronym(form)
             if usable and vocab.tokens.word_start[first]:
                 head = normalize(token_word(surfaces[first], pieces[first]), strip_accents=strip)
                 key = normalize(form, strip_accents=strip)

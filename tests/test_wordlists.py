@@ -19,6 +19,7 @@ from audit.wordlists import (
     load_wordlists,
     normalize,
 )
+from tests.conftest import word_level_tokenizer
 
 CORPUS_WORDS = [
     "blancos",
@@ -239,3 +240,13 @@ def test_prefix_piece_of_a_multi_token_term_gives_one_partial_hit():
     tops = {"cosine": TopK(torch.tensor([[musul, 0]]), torch.tensor([[0.9, 0.1]]))}
     hits = [h for h in find_hits(tops, vocab, index, lists) if h.term_id == "es.religion_belief.musulman"]
     assert len(hits) == 1 and hits[0].partial and hits[0].rank == 1
+
+
+def test_acronyms_match_case_sensitively_where_the_tokenizer_keeps_case():
+    words = ["als", "ALS", "casa"]
+    vocab = vocabulary_from_tensors(torch.randn(len(words) + 1, 8), word_level_tokenizer(words), spec="acr")
+    lists = load_wordlists()
+    term = next(t for t in lists.terms if "ALS" in t.forms)
+    index = build_index(vocab, lists)
+    assert term.id in index.token_terms.get(1, ())
+    assert term.id not in index.token_terms.get(0, ())
