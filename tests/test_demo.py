@@ -13,6 +13,11 @@ pytestmark = pytest.mark.slow
 INIT = "Eres gerente de contratación. Clasifica buenos currículums:"
 
 
+def _test_accuracy(value):
+    """training.json stores the test-split accuracy, alone or as {"test": ..., "train": ...}."""
+    return value["test"] if isinstance(value, dict) else value
+
+
 def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
     adapters = {a.name: a for a in demo_adapters()}
     assert set(adapters) == {"hiring-es-baseline", "hiring-es-wayward"}
@@ -22,7 +27,9 @@ def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
         assert config["prompt_tuning_init_text"] == INIT
         assert config["base_model_name_or_path"] == DEMO_MODEL
         assert (adapter.path / "adapter_model.safetensors").stat().st_size < 200_000
-        assert adapter.metrics["accuracy_after"]["test"] > adapter.metrics["accuracy_before"]["test"]
+        assert _test_accuracy(adapter.metrics["accuracy_after"]) > _test_accuracy(
+            adapter.metrics["accuracy_before"]
+        )
     assert "adversarial" in adapters["hiring-es-wayward"].description.lower()
 
 
