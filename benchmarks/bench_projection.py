@@ -279,6 +279,16 @@ def _rss_gb() -> float:
     return float("nan")
 
 
+def _measured() -> dict:
+    """End of a route's measured work: epoch time, own CPU seconds and peak RSS so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "end_epoch": time.time(),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_kb": usage.ru_maxrss,
+    }
+
+
 def child_scan(model: str, prompt: Path, result: Path, k: int) -> dict:
     """The CLI, in process: ``prompt-audit scan PROMPT --model M --quiet --json out --force``."""
     from audit.cli import main as cli_main
@@ -297,10 +307,11 @@ def child_scan(model: str, prompt: Path, result: Path, k: int) -> dict:
         str(k),
     ]
     rc = cli_main(argv)
+    done = _measured()
     if rc not in (0, 1):  # 1: risk at or above --fail-on, still a finished scan
         raise SystemExit(f"prompt-audit scan failed with exit code {rc}")
     positions = json.loads(out.read_text())["positions"]
-    return {"top1": [p["projections"]["cosine"]["token_id"] for p in positions]}
+    return {**done, "top1": [p["projections"]["cosine"]["token_id"] for p in positions]}
 
 
 def _load_embeddings(model: str) -> tuple:
@@ -328,10 +339,8 @@ def child_naive(model: str, prompt: Path, result: Path, k: int) -> dict:
         cosine = torch.nn.functional.cosine_similarity
         sims = torch.stack([cosine(weight, row[None].to(weight.dtype)) for row in vectors])
         top = sims.topk(k, dim=1)
-    figures["compute_s"] = time.perf_counter() - start
-    figures["top1"] = top.indices[:, 0].tolist()
-    figures["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    figures["exact_topk"] = exact_cosine_topk(vectors, weight, k)  # after the measurement
+    figures.update(_measured(), compute_s=time.perf_counter() - start, top1=top.indices[:, 0].tolist())
+    figures["exact_topk"] = exact_cosine_topk(vectors, weight, k)  # not timed: after _measured()
     return figures
 
 
@@ -346,8 +355,7 @@ def child_naive_matmul(model: str, prompt: Path, result: Path, k: int) -> dict:
     with torch.inference_mode():
         normalize = torch.nn.functional.normalize
         top = (normalize(vectors, dim=1) @ normalize(weight.float(), dim=1).T).topk(k, dim=1)
-    figures["compute_s"] = time.perf_counter() - start
-    figures["top1"] = top.indices[:, 0].tolist()
+    figures.update(_measured(), compute_s=time.perf_counter() - start, top1=top.indices[:, 0].tolist())
     return figures
 
 
@@ -376,7 +384,6 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--k", type=int, required=True)
     args = parser.parse_args(argv)
     payload = CHILDREN[args.route](args.model, args.prompt, args.result, args.k)
-    payload.setdefault("peak_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     args.result.write_text(json.dumps(payload))
     return 0
 
@@ -425,11 +432,12 @@ def wait_for_quiet(max_wait: float, max_other: float, sample: float = 3.0) -> No
 
 
 def run_child_once(label: str, args: list[str], env: dict[str, str], max_other: float) -> Run:
-    """Runs this script as ``child ARGS``; measures wall time, peak RSS and others' CPU use."""
+    """Runs this script as ``child ARGS``: wall time from launch to the end of the route's measured work
+    (the child's float64 reference check is not timed), its CPU time and peak RSS, others' CPU use."""
     result = Path(args[args.index("--result") + 1])
     result.unlink(missing_ok=True)
     load1 = os.getloadavg()[0]
-    busy0, mine0, start = _busy_seconds(), _children_cpu(), time.perf_counter()
+    busy0, mine0, start, launched = _busy_seconds(), _children_cpu(), time.perf_counter(), time.time()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "child", *args],
         env=env,
@@ -438,13 +446,13 @@ def run_child_once(label: str, args: list[str], env: dict[str, str], max_other: 
         text=True,
         check=False,
     )
-    wall, cpu = time.perf_counter() - start, _children_cpu() - mine0
-    other = max(0.0, (_busy_seconds() - busy0) - cpu) / wall
+    total_wall, total_cpu = time.perf_counter() - start, _children_cpu() - mine0
+    other = max(0.0, (_busy_seconds() - busy0) - total_cpu) / total_wall
     if proc.returncode != 0:
         raise SystemExit(f"{label}: child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     payload = json.loads(result.read_text())
-    peak = payload["peak_rss_kb"] * 1024 / GB
-    return Run(label, wall, cpu, peak, load1, other, other > max_other, payload)
+    wall, peak = payload["end_epoch"] - launched, payload["peak_rss_kb"] * 1024 / GB
+    return Run(label, wall, payload["cpu_s"], peak, load1, other, other > max_other, payload)
 
 
 def run_child(label: str, args: list[str], env: dict[str, str], opts: argparse.Namespace, reset=None) -> Run:
