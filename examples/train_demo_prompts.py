@@ -512,6 +512,8 @@ def save_adapter(peft_model, out_dir: Path, info: dict):
     (out_dir / "training.json").write_text(
         json.dumps(info, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     )
+    for f in out_dir.iterdir():  # safetensors writes 0600; these are package data files
+        f.chmod(0o644)
     # a README.md from PEFT's model card would be noise here
     card = out_dir / "README.md"
     if card.exists():
