@@ -23,9 +23,10 @@ import re
 import sys
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import cached_property
+from functools import cached_property, partial
 from importlib.resources import files as resource_files
 from pathlib import Path
 
@@ -176,7 +177,10 @@ class Problems:
 
     items: list[str] = field(default_factory=list)
 
-    def add(self, path: str, line: int | None, message: str) -> None:
+    def add(self, path: str, line: int | None | Callable[[], int | None], message: str) -> None:
+        """``line`` may be a callable, so finding the line costs nothing on valid files."""
+        if callable(line):
+            line = line()
         self.items.append(f"{path}:{line or 1}: {message}")
 
 
@@ -253,7 +257,7 @@ def validate_file(data: dict, text: str, path: str, problems: Problems) -> list[
     terms: list[Term] = []
     for index, raw in enumerate(raw_terms):
         term_id = str(raw.get("id", ""))
-        line = _line_of(text, f'"{term_id}"') if term_id else None
+        line = partial(_line_of, text, f'"{term_id}"') if term_id else None
         where = f"term #{index + 1}" + (f" '{term_id}'" if term_id else "")
         if raw.get("deprecated") is True:
             if not ID_PATTERN.match(term_id):
