@@ -104,3 +104,29 @@ def test_gemma_scan_cli_writes_reports(gemma_text_adapter, tmp_path, capsys):
     assert data["inputs"]["model"]["embed_scale"] == pytest.approx(25.298221, abs=1e-6)
     assert len(data["positions"]) == 13  # <bos> + 12 text tokens
     assert "<table>" in out_html.read_text()
+
+
+@pytest.mark.parametrize("spec", ["gemma-3-270m", "all-minilm-l6-v2", "smollm2-135m"])
+def test_cached_decoding_matches_the_tokenizer_and_skips_building_it(spec):
+    """A second load reads the token table and the tokenizer's backend from the cache: projected text
+    is decoded without building the transformers tokenizer, and reads exactly as its decode would."""
+    import random
+
+    from audit.vocab import load_vocabulary
+
+    load_vocabulary(spec)  # fills the cache (or finds it filled)
+    vocab = load_vocabulary(spec)
+    assert vocab.facts.backend_json is not None
+    rng = random.Random(0)
+    sequences = [[rng.randrange(vocab.size) for _ in range(rng.randrange(1, 24))] for _ in range(200)]
+    sequences += [[0, 1, 2, 3], list(range(100, 140))]  # control tokens at the start
+    fast = {skip: [vocab.decode(ids, skip_special=skip) for ids in sequences] for skip in (False, True)}
+    assert "tokenizer" not in vocab.__dict__  # decoding did not build the wrapper
+    tokenizer = vocab.tokenizer
+    for skip, texts in fast.items():
+        expected = [
+            tokenizer.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)
+            for ids in sequences
+        ]
+        assert texts == expected
+    assert len(tokenizer) == vocab.facts.size
