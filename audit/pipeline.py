@@ -85,7 +85,9 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
     tops = _project_with_progress(prompt, vocab, stats, methods, config)
     index = build_index(vocab, lists)
     hits = find_hits(tops, vocab, index, lists)
-    null_ranks = _null_ranks(vocab, stats, methods, config, index, lists)
+    # p-values are needed only for hits: the null model is built (once, cached) for the methods that have one.
+    hit_methods = tuple(m for m in methods if any(h.method == m for h in hits))
+    null_ranks = _null_ranks(vocab, stats, hit_methods, config, index, lists) if hit_methods else {}
     reference = config.reference_text or (prompt.peft.init_text if prompt.peft else None)
     return assemble(config, prompt, vocab, lists, stats, methods, tops, hits, index, reference, null_ranks)
 

@@ -16,7 +16,7 @@ import torch
 from audit.cache import atomic_save_safetensors, cache_dir
 from audit.vocab import Vocabulary
 
-STATS_VERSION = "2"
+STATS_VERSION = "3"
 COV_SAMPLE_ROWS = 16384  # covariance from a seeded row sample when the vocabulary is larger
 EXACT_WHITEN_MAX_DIM = 1024  # above this, eigenvalues past the top WHITEN_RANK share their mean
 WHITEN_RANK = 256
@@ -108,76 +108,125 @@ def _chunks(n: int, size: int):
         yield start, min(start + size, n)
 
 
-def precision_matrix(cov: torch.Tensor) -> torch.Tensor:
-    """Regularised inverse covariance. (d, d) -> (d, d).
+@dataclass(frozen=True)
+class Whitening:
+    """The regularised inverse covariance as ``iso * I + basis.T @ diag(weights) @ basis``.
 
-    Eigenvalues get a ridge of SHRINKAGE x their mean; for d > EXACT_WHITEN_MAX_DIM the eigenvalues
-    past the top WHITEN_RANK are replaced by their mean (a low-rank-plus-isotropic model).
+    Attributes:
+        basis: (m, d) float64 orthonormal eigenvectors of the covariance, largest eigenvalue first.
+        weights: (m,) float64 ``1 / (lambda_i + ridge) - iso``.
+        iso: ``1 / (tail + ridge)`` for the directions outside ``basis`` (0 when m == d).
     """
-    evals, evecs = torch.linalg.eigh(cov.to(torch.float64))
-    evals = evals.clamp_min(0.0)
-    if cov.shape[0] > EXACT_WHITEN_MAX_DIM:
-        tail = evals[: cov.shape[0] - WHITEN_RANK]
-        evals = torch.cat([torch.full_like(tail, float(tail.mean())), evals[cov.shape[0] - WHITEN_RANK :]])
-    ridge = SHRINKAGE * float(evals.mean()) + 1e-12
-    return ((evecs / (evals + ridge)) @ evecs.T).to(torch.float32)
+
+    basis: torch.Tensor
+    weights: torch.Tensor
+    iso: float
+
+    def precision(self) -> torch.Tensor:
+        """(d, d) float32 matrix form."""
+        matrix = (self.basis.T * self.weights) @ self.basis
+        matrix.diagonal().add_(self.iso)
+        return matrix.to(torch.float32)
+
+    def squared_norms(self, centred: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """||W x||^2 = x^T C_reg^-1 x for rows x of ``centred`` (c, d), given ``coords = centred @ basis.T``
+        (c, m). Returns (c,) float32."""
+        quad = (coords * coords).to(torch.float64) @ self.weights
+        return (quad + self.iso * (centred * centred).sum(1, dtype=torch.float64)).to(torch.float32)
+
+
+def whitening(cov: torch.Tensor) -> Whitening:
+    """Regularised whitening of a (d, d) covariance.
+
+    Eigenvalues get a ridge of SHRINKAGE x their mean. For d <= EXACT_WHITEN_MAX_DIM every eigenpair is
+    kept (exact, float64 eigh); above, only the top WHITEN_RANK (LAPACK's partial ``syevr`` in float32)
+    and the remaining eigenvalues are replaced by their mean, which the trace gives without computing
+    them (a low-rank-plus-isotropic model: same precision matrix as a full eigh with the tail averaged).
+    """
+    d = cov.shape[0]
+    trace = float(torch.diagonal(cov).sum(dtype=torch.float64))
+    ridge = SHRINKAGE * max(trace, 0.0) / d + 1e-12
+    if d <= EXACT_WHITEN_MAX_DIM:
+        evals, evecs = torch.linalg.eigh(cov.to(torch.float64))
+        evals = evals.flip(0).clamp_min(0.0)
+        return Whitening(evecs.flip(1).T.contiguous(), 1.0 / (evals + ridge), 0.0)
+    from scipy.linalg import eigh
+
+    m = min(WHITEN_RANK, d - 1)
+    vals, vecs = eigh(cov.to(torch.float32).numpy(), subset_by_index=[d - m, d - 1], driver="evr")
+    evals = torch.from_numpy(vals[::-1].copy()).to(torch.float64).clamp_min(0.0)
+    basis = torch.from_numpy(vecs[:, ::-1].T.copy()).to(torch.float64)
+    tail = max((trace - float(evals.sum())) / (d - m), 0.0)
+    iso = 1.0 / (tail + ridge)
+    return Whitening(basis, 1.0 / (evals + ridge) - iso, iso)
+
+
+def _sample(ids: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """``size`` of ``ids`` chosen with ``gen``, in ascending order."""
+    return ids[torch.randperm(len(ids), generator=gen)[:size]].sort().values
 
 
 def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) -> VocabStats:
-    """Two chunked passes over E * scale (see module docstring). Deterministic."""
+    """Two chunked passes over E * scale (see module docstring). Deterministic.
+
+    Pass 1: token norms, the mean, and a seeded sample of rows for the covariance (all valid rows up
+    to COV_SAMPLE_ROWS) and for nearest-token distances. Pass 2, one matmul per chunk against
+    [whitening basis | distance sample]: whitened norms, principal coordinates, nearest distances.
+    """
     n, d = vocab.size, vocab.dim
     scale = vocab.embed_scale
     valid = torch.from_numpy(~vocab.tokens.special)
     gen = torch.Generator().manual_seed(STATS_SEED)
     valid_ids = valid.nonzero().squeeze(1)
-    n_cov = min(len(valid_ids), COV_SAMPLE_ROWS) if n > COV_SAMPLE_ROWS else len(valid_ids)
-    cov_ids = valid_ids[torch.randperm(len(valid_ids), generator=gen)[:n_cov]]
-    in_cov = torch.zeros(n, dtype=torch.bool)
-    in_cov[cov_ids] = True
-    n_sample = min(len(valid_ids), 256 if d <= EXACT_WHITEN_MAX_DIM else 128)
-    sample_ids = valid_ids[torch.randperm(len(valid_ids), generator=gen)[:n_sample]].sort().values
+    cov_ids = _sample(valid_ids, min(len(valid_ids), COV_SAMPLE_ROWS), gen)
+    sample_ids = _sample(valid_ids, min(len(valid_ids), 256 if d <= EXACT_WHITEN_MAX_DIM else 128), gen)
     total = torch.zeros(d, dtype=torch.float64)
-    second = torch.zeros(d, d, dtype=torch.float64)
-    cov_sum = torch.zeros(d, dtype=torch.float64)
     norms = torch.zeros(n)
-    sample_rows = torch.zeros(n_sample, d)
+    cov_rows = torch.zeros(len(cov_ids), d)
+    sample_rows = torch.zeros(len(sample_ids), d)
     for start, stop in _chunks(n, chunk_size):
         rows = vocab.input.rows(start, stop) * scale
         norms[start:stop] = rows.norm(dim=1)
-        keep = valid[start:stop]
-        total += rows[keep].sum(0, dtype=torch.float64)
-        sel = rows[in_cov[start:stop]].to(torch.float64)
-        second += sel.T @ sel
-        cov_sum += sel.sum(0)
-        here = (sample_ids >= start) & (sample_ids < stop)
-        sample_rows[here] = rows[sample_ids[here] - start]
+        total += rows[valid[start:stop]].sum(0, dtype=torch.float64)
+        for ids, out in ((cov_ids, cov_rows), (sample_ids, sample_rows)):
+            here = (ids >= start) & (ids < stop)
+            out[here] = rows[ids[here] - start]
         if progress:
             progress(stop - start)
     mean = (total / len(valid_ids)).to(torch.float32)
-    cov_mean = cov_sum / n_cov
-    cov = second / n_cov - torch.outer(cov_mean, cov_mean)
-    evals, evecs = torch.linalg.eigh(cov)
-    principal = evecs[:, -min(MAX_COMPONENTS, d) :].flip(1).T.contiguous().to(torch.float32)
-    precision = precision_matrix(cov)
+    cov_rows -= cov_rows.mean(0, keepdim=True)
+    if d <= EXACT_WHITEN_MAX_DIM:
+        cov_rows = cov_rows.to(torch.float64)
+    cov = cov_rows.T @ cov_rows / len(cov_ids)
+    del cov_rows
+    white = whitening(cov)
+    n_pc = min(MAX_COMPONENTS, white.basis.shape[0])
+    principal = white.basis[:n_pc].to(torch.float32).contiguous()
+    m = white.basis.shape[0]
+    sample_c = sample_rows - mean
+    sample_sq = (sample_c * sample_c).sum(1)
+    against = torch.cat([white.basis.to(torch.float32), sample_c]).T.contiguous()  # (d, m + S)
     whitened = torch.zeros(n)
     centered_sq = torch.zeros(n)
-    coords = torch.zeros(n, principal.shape[0])
-    nearest = torch.full((n_sample,), float("inf"))
-    sample_sq = (sample_rows * sample_rows).sum(1, keepdim=True)
+    coords = torch.zeros(n, n_pc)
+    nearest = torch.full((len(sample_ids),), float("inf"))
     for start, stop in _chunks(n, chunk_size):
-        rows = vocab.input.rows(start, stop) * scale
-        centred = rows - mean
-        whitened[start:stop] = ((centred @ precision) * centred).sum(1).clamp_min(0).sqrt()
-        centered_sq[start:stop] = (centred * centred).sum(1)
-        coords[start:stop] = centred @ principal.T
-        sq = (sample_sq - 2 * sample_rows @ rows.T + (rows * rows).sum(1)).clamp_min(0)
+        centred = vocab.input.rows(start, stop) * scale - mean
+        inner = centred @ against  # (c, m + S)
+        sq = (centred * centred).sum(1)
+        centered_sq[start:stop] = sq
+        coords[start:stop] = inner[:, :n_pc]
+        whitened[start:stop] = white.squared_norms(centred, inner[:, :m]).clamp_min(0).sqrt()
+        dist = (sample_sq[:, None] - 2 * inner[:, m:].T + sq[None, :]).clamp_min(0)  # (S, c)
         ids = torch.arange(start, stop)
-        sq[sample_ids[:, None] == ids[None, :]] = float("inf")  # not itself
-        sq[:, ~valid[start:stop]] = float("inf")
-        nearest = torch.minimum(nearest, sq.min(1).values)
+        dist[sample_ids[:, None] == ids[None, :]] = float("inf")  # not itself
+        dist[:, ~valid[start:stop]] = float("inf")
+        nearest = torch.minimum(nearest, dist.min(1).values)
         if progress:
             progress(stop - start)
-    return VocabStats(mean, principal, precision, norms, whitened, centered_sq, coords, nearest.sqrt(), valid)
+    return VocabStats(
+        mean, principal, white.precision(), norms, whitened, centered_sq, coords, nearest.sqrt(), valid
+    )
 
 
 def _key(vocab: Vocabulary) -> str:

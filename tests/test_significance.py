@@ -198,3 +198,42 @@ def test_json_validates_against_the_schema():
     jsonschema.validate(data, schema)
     flag = data["positions"][0]["flags"][0]
     assert 0 < flag["p_value"] <= 1 and 0 < flag["q_value"] <= 1
+
+
+def test_null_model_is_built_only_for_methods_with_hits_and_reads_the_same_alone(monkeypatch, tmp_path):
+    """No hit, no p-value to compute: the null model is skipped. A method's null neighbours are the same
+    whether computed alone (a scan with hits under one method) or with every method (a cache filled
+    by another scan), so p-values do not depend on the cache's history."""
+    import audit.projection
+
+    vocab, rows = _two_token_world("gitanos")
+    calls: list[tuple[str, ...]] = []
+    real = audit.projection.project
+
+    def spy(vectors, vocab_, stats_, methods, k, **kw):
+        calls.append(tuple(methods))
+        return real(vectors, vocab_, stats_, methods, k, **kw)
+
+    monkeypatch.setattr(audit.projection, "project", spy)
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "scan"))  # no null model cached yet
+    benign = _prompt((0.5 * rows[0] + 0.5 * rows[1])[None, :])
+    audit_prompt(benign, vocab, load_wordlists(), _config(top_k=2))
+    assert calls == []  # the spy sees the null model's projections only: none without a hit
+    flagged = _prompt((0.55 * rows[0] + 0.45 * rows[2] / 2.0)[None, :])
+    result = audit_prompt(flagged, vocab, load_wordlists(), _config(methods=("cosine", "dot"), top_k=1))
+    assert {f.method for p in result.positions for f in p.flags} == {"dot"}
+    assert calls == [("dot",)]  # the null model, for the one method with hits
+
+    stats = compute_stats(vocab)
+    everything = ("l2", "dot", "cosine", "centered", "whitened", "unembed")
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "a"))
+    together = null_neighbours(vocab, stats, everything, seed=6, k=10)
+    assert calls[-1] == everything
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "b"))
+    for method in everything:
+        alone = null_neighbours(vocab, stats, (method,), seed=6, k=10)[method]
+        assert calls[-1] == (method,)
+        assert torch.equal(alone, together[method]), method
+    cached = null_neighbours(vocab, stats, everything, seed=6, k=10)
+    assert calls[-1] == ("unembed",)  # nothing recomputed: the last call was the loop's
+    assert all(torch.equal(cached[m], together[m]) for m in everything)
