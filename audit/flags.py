@@ -14,6 +14,7 @@ import torch
 
 from audit.cache import atomic_save_safetensors, cache_dir
 from audit.projection import TopK
+from audit.stats import stats_key
 from audit.wordlists import TermIndex, Wordlists, allow_reason, normalize, token_word
 
 
@@ -177,7 +178,8 @@ def null_neighbours(
     from audit.projection import project
 
     depth = max(k, NULL_K)
-    key = f"{vocab.sha256}-s{vocab.embed_scale:.6f}-seed{seed}-k{depth}-c{stats.n_removed}-v{NULL_VERSION}"
+    # Keyed by the statistics' key too: the null vectors and the centered/whitened rankings derive from them.
+    key = f"{stats_key(vocab)}-seed{seed}-k{depth}-c{stats.n_removed}-v{NULL_VERSION}"
     path = cache_dir("null") / f"{key}.safetensors"
     cached: dict[str, torch.Tensor] = load_file(str(path)) if path.is_file() else {}
     missing = tuple(m for m in methods if m not in cached)

@@ -7,6 +7,7 @@ Special/control tokens are excluded. Keyed by the embedding matrix's sha256 and 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -229,8 +230,11 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
     )
 
 
-def _key(vocab: Vocabulary) -> str:
-    return f"{vocab.sha256}-s{vocab.embed_scale:.6f}-v{STATS_VERSION}"
+def stats_key(vocab: Vocabulary) -> str:
+    """Cache key of the statistics: matrix hash, embed scale, which tokens are ranked (the token table's
+    placeholder mask, so a tokenizer change cannot reuse stale statistics) and the code version."""
+    mask = hashlib.sha256(np.packbits(vocab.tokens.special).tobytes()).hexdigest()[:16]
+    return f"{vocab.sha256}-s{vocab.embed_scale:.6f}-m{mask}-v{STATS_VERSION}"
 
 
 def load_or_compute_stats(
@@ -239,7 +243,7 @@ def load_or_compute_stats(
     """Vocabulary statistics from the on-disk cache, computing them (with a progress bar) if absent."""
     from safetensors.torch import load_file
 
-    path = cache_dir("stats") / f"{_key(vocab)}.safetensors"
+    path = cache_dir("stats") / f"{stats_key(vocab)}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         if t["token_norms"].shape[0] == vocab.size:

@@ -88,3 +88,21 @@ def test_statistics_do_not_depend_on_chunk_size(tiny_vocab):
     a, b = compute_stats(tiny_vocab, chunk_size=3), compute_stats(tiny_vocab, chunk_size=1000)
     for name in ("mean", "precision", "token_norms", "whitened_norms", "centered_sq", "nn_distances"):
         assert torch.allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-6), name
+
+
+def test_cached_statistics_follow_the_tokens_that_are_ranked():
+    """Same matrix, but a tokenizer that marks one row as a placeholder: the cache must not hand back
+    statistics computed with that row counted."""
+    from audit.stats import load_or_compute_stats
+    from tests.conftest import WORDS, orthogonal_rows
+
+    rows = orthogonal_rows(len(WORDS) + 1, 16)
+    plain = vocabulary_from_tensors(rows, word_level_tokenizer(WORDS), spec="same-matrix")
+    marked = vocabulary_from_tensors(
+        rows, word_level_tokenizer(WORDS[:-1] + ["[unused0]"]), spec="same-matrix"
+    )
+    assert plain.sha256 == marked.sha256
+    first = load_or_compute_stats(plain, show_progress=False)
+    second = load_or_compute_stats(marked, show_progress=False)
+    assert bool(first.valid[len(WORDS) - 1]) and not bool(second.valid[len(WORDS) - 1])
+    assert not torch.allclose(first.mean, second.mean)
