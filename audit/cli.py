@@ -135,6 +135,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--report-lang", choices=LANGUAGES, default="en", help="report language (default en)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    prepare = sub.add_parser(
+        "prepare",
+        help="fill the cache for a model ahead of scans (CI images, shared runners)",
+        description="Compute once, ahead of time, what the first scan of a model would: the GGUF "
+        "conversion, token table, vocabulary statistics, term index and null model. Later scans with the "
+        "same model, wordlists, seed and --remove-directions (and --top-k up to 50) only read the cache "
+        "($PROMPT_AUDIT_CACHE, default ~/.cache/prompt-audit).",
+    )
+    prepare.add_argument(
+        "--model", required=True, help="packaged alias, .gguf file, HF model directory or cached id"
+    )
+    prepare.add_argument("--methods", type=_csv, default=("all",), help="'all' (default) or a comma list")
+    prepare.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, help=f"the scans' --top-k (default {DEFAULT_TOP_K})"
+    )
+    prepare.add_argument(
+        "--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)"
+    )
+    prepare.add_argument(
+        "--wordlists", type=Path, action="append", default=[], metavar="DIR", help="extra wordlist folder"
+    )
+    prepare.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the scans' --seed (default 0)")
+    prepare.add_argument(
+        "--remove-directions", type=int, default=0, metavar="N", help="the scans' --remove-directions"
+    )
+    prepare.add_argument(
+        "--allow-pickle-model", action="store_true", help="allow pickle .bin weights (only files you trust)"
+    )
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
+
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
 
     words = sub.add_parser(
@@ -166,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         args = build_parser().parse_args(argv)
-        handler = {"scan": _scan, "demo": _demo, "methods": _methods, "wordlists": _wordlists}[args.command]
+        handler = {
+            "scan": _scan,
+            "prepare": _prepare,
+            "demo": _demo,
+            "methods": _methods,
+            "wordlists": _wordlists,
+        }[args.command]
         return handler(args)
     except AuditInputError as exc:
         print(f"prompt-audit: error: {exc}", file=sys.stderr)
@@ -224,6 +260,37 @@ def _scan(args: argparse.Namespace) -> int:
     labels = {args.json: "JSON", args.html: "HTML", args.markdown: "Markdown"}
     print(render_terminal(result, {labels[p]: str(p) for p in contents}), end="")
     return exit_code(result.summary.risk.value, args.fail_on)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from audit.cache import cache_dir
+    from audit.config import AuditConfig
+    from audit.pipeline import prepare_model
+    from audit.projection import resolve_methods
+
+    start = time.perf_counter()
+    config = AuditConfig(
+        prompt=Path("-"),
+        model=args.model,
+        methods=args.methods,
+        top_k=args.top_k,
+        languages=args.lang,
+        wordlist_dirs=tuple(args.wordlists),
+        seed=args.seed,
+        allow_pickle_model=args.allow_pickle_model,
+        centered_components=args.remove_directions,
+        progress=not args.quiet,
+    )
+    vocab = prepare_model(config)
+    methods = resolve_methods(args.methods)
+    print(
+        f"prepared {vocab.spec} ({vocab.size} x {vocab.dim}): token table, statistics, term index, "
+        f"null model for {len(methods)} method(s), seed {args.seed}; cache {cache_dir()}; "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return EXIT_OK
 
 
 def exit_code(risk: str, fail_on: str) -> int:

@@ -75,13 +75,7 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
     """
     methods = resolve_methods(config.methods)
     check_dims(prompt, vocab)
-    stats = load_or_compute_stats(vocab, chunk_size=config.chunk_size, show_progress=config.progress)
-    if not 0 <= config.centered_components <= stats.principal.shape[0]:
-        raise AuditInputError(
-            f"--remove-directions {config.centered_components} is out of range",
-            f"use 0 (mean only, the default) to {stats.principal.shape[0]}",
-        )
-    stats = stats.with_components(config.centered_components)
+    stats = _stats(vocab, config.centered_components, config.chunk_size, config.progress)
     tops = _project_with_progress(prompt, vocab, stats, methods, config)
     index = build_index(vocab, lists)
     hits = find_hits(tops, vocab, index, lists)
@@ -92,12 +86,46 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
     return assemble(config, prompt, vocab, lists, stats, methods, tops, hits, index, reference, null_ranks)
 
 
+def _stats(vocab: Vocabulary, centered_components: int, chunk_size: int, progress: bool) -> VocabStats:
+    stats = load_or_compute_stats(vocab, chunk_size=chunk_size, show_progress=progress)
+    if not 0 <= centered_components <= stats.principal.shape[0]:
+        raise AuditInputError(
+            f"--remove-directions {centered_components} is out of range",
+            f"use 0 (mean only, the default) to {stats.principal.shape[0]}",
+        )
+    return stats.with_components(centered_components)
+
+
+def _null(vocab, stats, methods, seed: int, top_k: int, progress: bool) -> dict[str, torch.Tensor]:
+    desc = "null model (once per model and seed, cached)"
+    with progress_bar(desc, count_rows(vocab, methods), enabled=progress) as bar:
+        return null_neighbours(vocab, stats, methods, seed, top_k, progress=bar.update)
+
+
 def _null_ranks(vocab, stats, methods, config, index, lists) -> dict[str, dict[str, np.ndarray]]:
     """method -> category -> (N,) best rank of that category near each null vector."""
-    desc = "null model (once per model and seed, cached)"
-    with progress_bar(desc, count_rows(vocab, methods), enabled=config.progress) as bar:
-        null = null_neighbours(vocab, stats, methods, config.seed, config.top_k, progress=bar.update)
+    null = _null(vocab, stats, methods, config.seed, config.top_k, config.progress)
     return {m: category_min_ranks(null[m], index, lists) for m in methods}
+
+
+def prepare_model(config: AuditConfig) -> Vocabulary:
+    """Fills every on-disk cache a scan of ``config.model`` reads, so the first scan is as fast as later
+    ones: GGUF conversion, token table, vocabulary statistics, term index (``config``'s wordlists) and
+    the null model for ``config.methods`` (seed, depth and removed directions as in ``config``).
+    ``config.prompt`` is not used. Returns the vocabulary."""
+    if config.top_k < 1:
+        raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
+    methods = resolve_methods(config.methods)
+    if not config.model:
+        raise AuditInputError("prepare needs --model", "e.g. --model gemma-3-270m")
+    vocab = load_vocabulary(config.model, allow_pickle=config.allow_pickle_model, progress=config.progress)
+    stats = _stats(vocab, config.centered_components, config.chunk_size, config.progress)
+    lists = load_wordlists(
+        user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
+    )
+    build_index(vocab, lists)
+    _null(vocab, stats, methods, config.seed, config.top_k, config.progress)
+    return vocab
 
 
 def _project_with_progress(prompt, vocab, stats, methods, config) -> dict[str, TopK]:

@@ -204,3 +204,44 @@ def test_methods_lists_every_method(capsys):
         "whitened",
         "unembed",
     ]
+
+
+def _cache_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_prepare_fills_the_cache_so_a_scan_computes_nothing(
+    tmp_path, tiny_model_dir, tiny_prompt, capsys, monkeypatch
+):
+    """CI images prepare a model once; the scans that follow only read the cache (no new or changed
+    cache file), and report exactly what a scan that filled the cache itself reports."""
+    cold_json, warm_json = tmp_path / "cold.json", tmp_path / "warm.json"
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "scan-cache"))
+    code, _, err = run(
+        ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", cold_json, "--quiet"], capsys
+    )
+    assert code == 0, err
+
+    cache = tmp_path / "prepared-cache"
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(cache))
+    code, out, err = run(["prepare", "--model", tiny_model_dir, "--quiet"], capsys)
+    assert code == 0, err
+    assert out.startswith("prepared ") and "6 method(s)" in out and str(cache) in out
+    for kind in ("tokens", "stats", "null", "term-index"):
+        assert any((cache / kind).iterdir()), kind
+    before = _cache_files(cache)
+    code, _, err = run(
+        ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", warm_json, "--quiet"], capsys
+    )
+    assert code == 0, err
+    assert _cache_files(cache) == before
+    assert warm_json.read_bytes() == cold_json.read_bytes()
+
+
+def test_prepare_bad_input_exits_2(tmp_path, capsys):
+    code, _, err = run(["prepare", "--model", tmp_path / "missing"], capsys)
+    assert_one_line_error(code, err, "missing")
+    code, _, err = run(["prepare"], capsys)
+    assert_one_line_error(code, err, "--model")
+    code, _, err = run(["prepare", "--model", "gemma-3-270m", "--methods", "nearest"], capsys)
+    assert_one_line_error(code, err, "unknown projection method")
