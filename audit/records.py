@@ -106,6 +106,9 @@ class PromptInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """The model a prompt was audited against. ``sha256`` identifies its input embedding matrix: the
+    stored bytes (with dtype and shape) for safetensors, the dequantized float32 matrix for GGUF."""
+
     spec: str
     model_type: str
     vocab_size: int

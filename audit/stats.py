@@ -129,15 +129,17 @@ class Whitening:
         matrix.diagonal().add_(self.iso)
         return matrix.to(torch.float32)
 
-    def squared_norms(self, centred: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """||W x||^2 = x^T C_reg^-1 x for rows x of ``centred`` (c, d), given ``coords = centred @ basis.T``
-        (c, m). Returns (c,) float32."""
-        quad = (coords * coords).to(torch.float64) @ self.weights
-        return (quad + self.iso * (centred * centred).sum(1, dtype=torch.float64)).to(torch.float32)
+    def squared_norms(self, sq: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """||W x||^2 = x^T C_reg^-1 x for rows x, given ``sq = ||x||^2`` (c,) and ``coords = x @ basis.T``
+        (c, m). Returns (c,) float32. Summed in float64: above EXACT_WHITEN_MAX_DIM the weights are
+        negative and the two terms partly cancel."""
+        coords = coords.to(torch.float64)
+        return ((coords * coords) @ self.weights + self.iso * sq.to(torch.float64)).to(torch.float32)
 
 
 def whitening(cov: torch.Tensor) -> Whitening:
-    """Regularised whitening of a (d, d) covariance.
+    """Regularised whitening of a (d, d) covariance (above EXACT_WHITEN_MAX_DIM only its upper triangle
+    is read).
 
     Eigenvalues get a ridge of SHRINKAGE x their mean. For d <= EXACT_WHITEN_MAX_DIM every eigenpair is
     kept (exact, float64 eigh); above, only the top WHITEN_RANK (LAPACK's partial ``syevr`` in float32)
@@ -154,12 +156,27 @@ def whitening(cov: torch.Tensor) -> Whitening:
     from scipy.linalg import eigh
 
     m = min(WHITEN_RANK, d - 1)
-    vals, vecs = eigh(cov.to(torch.float32).numpy(), subset_by_index=[d - m, d - 1], driver="evr")
+    upper = cov.to(torch.float32).numpy()
+    vals, vecs = eigh(upper, lower=False, subset_by_index=[d - m, d - 1], driver="evr", check_finite=False)
     evals = torch.from_numpy(vals[::-1].copy()).to(torch.float64).clamp_min(0.0)
     basis = torch.from_numpy(vecs[:, ::-1].T.copy()).to(torch.float64)
     tail = max((trace - float(evals.sum())) / (d - m), 0.0)
     iso = 1.0 / (tail + ridge)
     return Whitening(basis, 1.0 / (evals + ridge) - iso, iso)
+
+
+def _covariance(centred: torch.Tensor, *, exact: bool) -> torch.Tensor:
+    """Covariance of centred sample rows (n, d) -> (d, d). ``exact``: float64, full. Otherwise float32
+    with only the upper triangle filled (BLAS syrk: half the work of a matmul; :func:`whitening` reads
+    no more)."""
+    n = centred.shape[0]
+    if exact:
+        x = centred.to(torch.float64)
+        return x.T @ x / n
+    from scipy.linalg.blas import ssyrk
+
+    # A row-major (n, d) array is a column-major (d, n) one: syrk(A) = A A^T = X^T X, without a copy.
+    return torch.from_numpy(ssyrk(1.0 / n, centred.numpy().T, lower=0))
 
 
 def _sample(ids: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -188,7 +205,7 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
     for start, stop in _chunks(n, chunk_size):
         rows = vocab.input.rows(start, stop) * scale
         norms[start:stop] = rows.norm(dim=1)
-        total += rows[valid[start:stop]].sum(0, dtype=torch.float64)
+        total += rows[valid[start:stop]].sum(0).to(torch.float64)  # float32 within a chunk
         for ids, out in ((cov_ids, cov_rows), (sample_ids, sample_rows)):
             here = (ids >= start) & (ids < stop)
             out[here] = rows[ids[here] - start]
@@ -196,11 +213,8 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
             progress(stop - start)
     mean = (total / len(valid_ids)).to(torch.float32)
     cov_rows -= cov_rows.mean(0, keepdim=True)
-    if d <= EXACT_WHITEN_MAX_DIM:
-        cov_rows = cov_rows.to(torch.float64)
-    cov = cov_rows.T @ cov_rows / len(cov_ids)
+    white = whitening(_covariance(cov_rows, exact=d <= EXACT_WHITEN_MAX_DIM))
     del cov_rows
-    white = whitening(cov)
     n_pc = min(MAX_COMPONENTS, white.basis.shape[0])
     principal = white.basis[:n_pc].to(torch.float32).contiguous()
     m = white.basis.shape[0]
@@ -217,7 +231,7 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
         sq = (centred * centred).sum(1)
         centered_sq[start:stop] = sq
         coords[start:stop] = inner[:, :n_pc]
-        whitened[start:stop] = white.squared_norms(centred, inner[:, :m]).clamp_min(0).sqrt()
+        whitened[start:stop] = white.squared_norms(sq, inner[:, :m]).clamp_min(0).sqrt()
         dist = (sample_sq[:, None] - 2 * inner[:, m:].T + sq[None, :]).clamp_min(0)  # (S, c)
         ids = torch.arange(start, stop)
         dist[sample_ids[:, None] == ids[None, :]] = float("inf")  # not itself

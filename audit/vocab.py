@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,15 @@ class SafetensorsMatrix(MatrixSource):
             raise AuditInputError(f"{path}:{key} has shape {shape}", "expected a 2-D embedding matrix")
         self.shape = (int(shape[0]), int(shape[1]))
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) in the file's own dtype."""
         from safetensors import safe_open
 
         with safe_open(str(self.path), framework="pt") as handle:
-            return handle.get_slice(self.key)[start:stop].to(torch.float32)
+            return handle.get_slice(self.key)[start:stop]
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.stored_rows(start, stop).to(torch.float32)
 
 
 @dataclass(frozen=True)
@@ -445,7 +449,7 @@ def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
         output_matrix = SafetensorsMatrix(*out) if out is not None and not tie else None
         sha = _matrix_sha256(input_matrix)
     _check_tokenizer_files(path)
-    load = partial(_load_tokenizer_dir, path)
+    load = cache(partial(_load_tokenizer_dir, path))  # built at most once
     tokens, facts = load_token_table(path, input_matrix.shape[0], load)
     d_model = input_matrix.shape[1]
     scale = embed_scale_for(model_type, d_model, {**text_config, **config})
@@ -464,22 +468,24 @@ def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
 
 
 def _matrix_sha256(matrix: MatrixSource, chunk: int = 16384) -> str:
-    """sha256 over the matrix's float32 rows (cached per file identity for lazy matrices)."""
+    """sha256 identifying the input matrix: of its float32 rows for in-memory matrices; for a
+    safetensors matrix, of its dtype, shape and stored bytes (no conversion, half the bytes for fp16),
+    memoised per file identity."""
     if not isinstance(matrix, SafetensorsMatrix):
         return tensor_sha256(matrix.rows(0, matrix.shape[0]))
     stat = matrix.path.stat()
     ident = hashlib.sha256(
         f"{matrix.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{matrix.key}".encode()
     ).hexdigest()
-    memo = cache_dir("hashes") / f"{ident}.txt"
+    memo = cache_dir("hashes") / f"{ident}-v2.txt"
     if memo.is_file():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"{matrix.dtype}|{matrix.shape[0]}x{matrix.shape[1]}|".encode())
     for start in range(0, matrix.shape[0], chunk):
-        rows = matrix.rows(start, min(start + chunk, matrix.shape[0]))
-        digest.update(memoryview(rows.numpy()).cast("B"))
+        rows = matrix.stored_rows(start, min(start + chunk, matrix.shape[0])).contiguous()
+        digest.update(memoryview(rows.view(torch.uint8).numpy()).cast("B"))
     value = digest.hexdigest()
-    memo.write_text(value)
+    atomic_write_bytes(memo, value.encode())
     return value
 
 
@@ -602,7 +608,7 @@ def _load_gguf(files: ModelFiles, *, progress: bool = True) -> Vocabulary:
         meta = handle.metadata() or {}
         has_output = "output" in handle.keys()
     emb = SafetensorsMatrix(weights, "input")
-    load = partial(_load_tokenizer_dir, target / "tokenizer")
+    load = cache(partial(_load_tokenizer_dir, target / "tokenizer"))
     _check_tokenizer_files(target / "tokenizer")
     tokens, facts = load_token_table(target / "tokenizer", emb.shape[0], load)
     model_type = meta.get("model_type", "unknown")

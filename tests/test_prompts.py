@@ -151,3 +151,24 @@ def test_seq2seq_adapter_is_split_into_encoder_and_decoder_halves(tmp_path):
     prompt = load_prompt(tmp_path / "a")
     assert prompt.vectors.shape == (10, 16)
     assert [(s.name, s.start, s.stop) for s in prompt.segments] == [("encoder", 0, 5), ("decoder", 5, 10)]
+
+
+def test_model_hash_follows_the_embedding_bytes_not_the_path(tmp_path, tiny_model_dir):
+    """The model's sha256 (reports, cache keys) is content-based: a copied directory has the same hash,
+    a model with other embedding values a different one, and a half-precision copy of the matrix another."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from audit.vocab import load_vocabulary
+    from tests.conftest import WORDS, save_tiny_hf_model
+
+    first = load_vocabulary(str(tiny_model_dir)).sha256
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert load_vocabulary(str(copy)).sha256 == first
+    other = save_tiny_hf_model(tmp_path / "other", WORDS + ["blanca", "negro", "gitano"], seed=1)
+    assert load_vocabulary(str(other)).sha256 != first
+    state = load_file(str(copy / "model.safetensors"))
+    save_file({k: v.half() for k, v in state.items()}, str(copy / "model.safetensors"))
+    assert load_vocabulary(str(copy)).sha256 not in (first, None)
