@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 from audit import __version__
-from audit.config import DEFAULT_LANGUAGES, DEFAULT_SEED, DEFAULT_TOP_K, DEVICE_CHOICES, FAIL_ON_CHOICES
+from audit.config import (
+    DEFAULT_LANGUAGES,
+    DEFAULT_SEED,
+    DEFAULT_TOP_K,
+    DEVICE_CHOICES,
+    FAIL_ON_CHOICES,
+    AuditConfig,
+)
 from audit.errors import AuditInputError
 from audit.report.i18n import LANGUAGES
 
@@ -140,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill the cache for a model ahead of scans (CI images, shared runners)",
         description="Compute once, ahead of time, what the first scan of a model would: the GGUF "
         "conversion, token table, vocabulary statistics, term index and null model. Later scans with the "
-        "same model, wordlists, seed and --remove-directions (and --top-k up to 50) only read the cache "
-        "($PROMPT_AUDIT_CACHE, default ~/.cache/prompt-audit).",
+        "same model, wordlists, allow-list, seed and --remove-directions (and --top-k up to 50) only read "
+        "the cache ($PROMPT_AUDIT_CACHE, default ~/.cache/prompt-audit).",
     )
     prepare.add_argument(
         "--model", required=True, help="packaged alias, .gguf file, HF model directory or cached id"
@@ -156,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--wordlists", type=Path, action="append", default=[], metavar="DIR", help="extra wordlist folder"
     )
+    prepare.add_argument("--allowlist", type=Path, metavar="PATH", help="the scans' allow-list")
     prepare.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the scans' --seed (default 0)")
     prepare.add_argument(
         "--remove-directions", type=int, default=0, metavar="N", help="the scans' --remove-directions"
@@ -222,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from audit.config import AuditConfig
     from audit.output import check_writable, write_outputs
     from audit.pipeline import run_audit
     from audit.report.json_out import render_json
@@ -231,22 +238,13 @@ def _scan(args: argparse.Namespace) -> int:
 
     outputs = [p for p in (args.json, args.html, args.markdown) if p is not None]
     check_writable(outputs, force=args.force)
-    config = AuditConfig(
-        prompt=args.prompt,
-        model=args.model,
-        methods=args.methods,
-        top_k=args.top_k,
-        languages=args.lang,
-        wordlist_dirs=tuple(args.wordlists),
-        allowlist=args.allowlist,
+    config = _config(
+        args,
+        args.prompt,
         reference_text=args.reference_text,
-        seed=args.seed,
         fail_on=args.fail_on,
         key=args.key,
-        allow_pickle_model=args.allow_pickle_model,
         device=args.device,
-        centered_components=args.remove_directions,
-        progress=not args.quiet,
     )
     result = run_audit(config)
     contents = {}
@@ -262,28 +260,33 @@ def _scan(args: argparse.Namespace) -> int:
     return exit_code(result.summary.risk.value, args.fail_on)
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    import time
-
-    from audit.cache import cache_dir
-    from audit.config import AuditConfig
-    from audit.pipeline import prepare_model
-    from audit.projection import resolve_methods
-
-    start = time.perf_counter()
-    config = AuditConfig(
-        prompt=Path("-"),
+def _config(args: argparse.Namespace, prompt: Path, **extra) -> AuditConfig:
+    """The AuditConfig of the options ``scan`` and ``prepare`` share, plus ``extra``."""
+    return AuditConfig(
+        prompt=prompt,
         model=args.model,
         methods=args.methods,
         top_k=args.top_k,
         languages=args.lang,
         wordlist_dirs=tuple(args.wordlists),
+        allowlist=args.allowlist,
         seed=args.seed,
         allow_pickle_model=args.allow_pickle_model,
         centered_components=args.remove_directions,
         progress=not args.quiet,
+        **extra,
     )
-    vocab = prepare_model(config)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from audit.cache import cache_dir
+    from audit.pipeline import prepare_model
+    from audit.projection import resolve_methods
+
+    start = time.perf_counter()
+    vocab = prepare_model(_config(args, Path("-")))
     methods = resolve_methods(args.methods)
     print(
         f"prepared {vocab.spec} ({vocab.size} x {vocab.dim}): token table, statistics, term index, "
