@@ -17,7 +17,7 @@ import torch
 from audit.cache import atomic_save_safetensors, cache_dir
 from audit.vocab import Vocabulary
 
-STATS_VERSION = "3"
+STATS_VERSION = "4"  # bump whenever compute_stats can return other values, even in the last bit
 COV_SAMPLE_ROWS = 16384  # covariance from a seeded row sample when the vocabulary is larger
 EXACT_WHITEN_MAX_DIM = 1024  # above this, eigenvalues past the top WHITEN_RANK share their mean
 WHITEN_RANK = 256
