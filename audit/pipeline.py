@@ -53,11 +53,16 @@ def check_dims(prompt: SoftPrompt, vocab: Vocabulary) -> None:
         )
 
 
-def run_audit(config: AuditConfig) -> AuditResult:
-    """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
+def check_options(config: AuditConfig) -> tuple[str, ...]:
+    """Validates the options that need no loading; returns the method names."""
     if config.top_k < 1:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
-    resolve_methods(config.methods)  # fail fast, before any loading
+    return resolve_methods(config.methods)
+
+
+def run_audit(config: AuditConfig) -> AuditResult:
+    """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
+    check_options(config)  # fail fast, before any loading
     prompt = load_prompt(config.prompt, key=config.key)
     vocab = load_vocabulary(
         resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model, progress=config.progress
@@ -113,9 +118,7 @@ def prepare_model(config: AuditConfig) -> Vocabulary:
     ones: GGUF conversion, token table, vocabulary statistics, term index (``config``'s wordlists) and
     the null model for ``config.methods`` (seed, depth and removed directions as in ``config``).
     ``config.prompt`` is not used. Returns the vocabulary."""
-    if config.top_k < 1:
-        raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
-    methods = resolve_methods(config.methods)
+    methods = check_options(config)
     if not config.model:
         raise AuditInputError("prepare needs --model", "e.g. --model gemma-3-270m")
     vocab = load_vocabulary(config.model, allow_pickle=config.allow_pickle_model, progress=config.progress)
