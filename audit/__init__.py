@@ -16,15 +16,15 @@ def __getattr__(name: str):
 
         return AuditConfig
     if name == "load_prompt":
-        from audit.prompts import load_prompt
+        from audit.inputs.prompts import load_prompt
 
         return load_prompt
     if name == "load_vocabulary":
-        from audit.vocab import load_vocabulary
+        from audit.inputs.formats import load_vocabulary
 
         return load_vocabulary
     if name == "load_wordlists":
-        from audit.wordlists import load_wordlists
+        from audit.terms.load import load_wordlists
 
         return load_wordlists
     raise AttributeError(name)

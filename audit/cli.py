@@ -54,78 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
         "error (one line on stderr, nothing written); 3 internal error",
     )
     scan.add_argument("prompt", type=Path, help="PEFT adapter directory, .safetensors, .npy or .pt file")
-    scan.add_argument(
-        "--model",
-        help="packaged alias (gemma-3-270m, all-minilm-l6-v2, smollm2-135m), .gguf file, "
-        "HF model directory, or cached HF id; default: the adapter's base_model_name_or_path",
-    )
-    scan.add_argument(
-        "--methods",
-        type=_csv,
-        default=("all",),
-        help="'all' (default) or a comma list; see `prompt-audit methods`",
-    )
-    scan.add_argument(
-        "--top-k",
-        type=int,
-        default=DEFAULT_TOP_K,
-        help=f"neighbours per position and method (default {DEFAULT_TOP_K})",
-    )
-    scan.add_argument(
-        "--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)"
-    )
-    scan.add_argument(
-        "--wordlists",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="extra wordlist folder (same schema; later files override by term id); repeatable",
-    )
-    scan.add_argument(
-        "--allowlist", type=Path, metavar="PATH", help="TOML allow-list of forms to suppress, with reasons"
-    )
+    _model_option(scan, required=False)
+    _vocabulary_options(scan)
     scan.add_argument(
         "--reference-text", help="the prompt's claimed intent; default: PEFT's prompt_tuning_init_text"
     )
-    scan.add_argument("--json", type=Path, metavar="PATH", help="write the JSON result here")
-    scan.add_argument(
-        "--markdown", type=Path, metavar="PATH", help="write a short Markdown summary here (for PR comments)"
-    )
-    scan.add_argument(
-        "--report-lang",
-        choices=LANGUAGES,
-        default="en",
-        help="language of the HTML and Markdown reports (default en)",
-    )
-    scan.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
+    _report_options(scan, json_too=True)
     scan.add_argument(
         "--fail-on",
         choices=FAIL_ON_CHOICES,
         default="never",
         help="exit 1 when the overall risk is at or above this level (default never)",
     )
-    scan.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for every random draw (default 0)")
+    scan.add_argument(
+        "--behaviour",
+        metavar="SUITE",
+        help="also run the model with the prompt on a counterfactual probe suite (packaged: hiring-es, "
+        "hiring-en; or a .toml path) and measure group selection gaps; needs a causal LM",
+    )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
-    scan.add_argument(
-        "--allow-pickle-model",
-        action="store_true",
-        help="allow a model directory with only "
-        "pickle .bin weights (they can run code: only for files you trust)",
-    )
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
-    scan.add_argument(
-        "--remove-directions",
-        type=int,
-        default=0,
-        metavar="N",
-        help="top principal directions the 'centered' method removes besides the mean "
-        "('all-but-the-top'; default 0: mean only)",
-    )
-    scan.add_argument(
-        "--force", action="store_true", help="overwrite existing --json/--html/--markdown files"
-    )
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    render = sub.add_parser(
+        "render",
+        help="re-render a saved audit (its --json) as HTML or Markdown",
+        description="Re-render the HTML and Markdown reports of a saved audit from its JSON, e.g. in "
+        "another report language; needs no model (and does not import torch).",
+    )
+    render.add_argument("audit", type=Path, metavar="AUDIT.json", help="the JSON a scan wrote with --json")
+    _report_options(render, json_too=False)
 
     demo = sub.add_parser(
         "demo",
@@ -150,27 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "same model, wordlists, allow-list, seed and --remove-directions (and --top-k up to 50) only read "
         "the cache ($PROMPT_AUDIT_CACHE, default ~/.cache/prompt-audit).",
     )
-    prepare.add_argument(
-        "--model", required=True, help="packaged alias, .gguf file, HF model directory or cached id"
-    )
-    prepare.add_argument("--methods", type=_csv, default=("all",), help="'all' (default) or a comma list")
-    prepare.add_argument(
-        "--top-k", type=int, default=DEFAULT_TOP_K, help=f"the scans' --top-k (default {DEFAULT_TOP_K})"
-    )
-    prepare.add_argument(
-        "--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)"
-    )
-    prepare.add_argument(
-        "--wordlists", type=Path, action="append", default=[], metavar="DIR", help="extra wordlist folder"
-    )
-    prepare.add_argument("--allowlist", type=Path, metavar="PATH", help="the scans' allow-list")
-    prepare.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the scans' --seed (default 0)")
-    prepare.add_argument(
-        "--remove-directions", type=int, default=0, metavar="N", help="the scans' --remove-directions"
-    )
-    prepare.add_argument(
-        "--allow-pickle-model", action="store_true", help="allow pickle .bin weights (only files you trust)"
-    )
+    _model_option(prepare, required=True)
+    _vocabulary_options(prepare)
     prepare.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
@@ -187,16 +126,85 @@ def build_parser() -> argparse.ArgumentParser:
         "for --model; manifest: regenerate wordlists/manifest.toml (developers)",
     )
     words.add_argument("--model", help="model for coverage (alias, .gguf, HF dir)")
-    words.add_argument(
+    _wordlist_options(words)
+    return parser
+
+
+def _model_option(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    default = "" if required else "; default: the adapter's base_model_name_or_path"
+    parser.add_argument(
+        "--model",
+        required=required,
+        help="packaged alias (gemma-3-270m, all-minilm-l6-v2, smollm2-135m), .gguf file, "
+        f"HF model directory, or cached HF id{default}",
+    )
+    parser.add_argument(
+        "--allow-pickle-model",
+        action="store_true",
+        help="allow a model directory with only pickle .bin weights (they can run code: only for files "
+        "you trust)",
+    )
+
+
+def _wordlist_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lang", type=_csv, default=DEFAULT_LANGUAGES, help="wordlist languages (default es,en)"
+    )
+    parser.add_argument(
         "--wordlists",
         type=Path,
         action="append",
         default=[],
         metavar="DIR",
-        help="extra wordlist folder to include",
+        help="extra wordlist folder (same schema; later files override by term id); repeatable",
     )
-    words.add_argument("--lang", type=_csv, default=DEFAULT_LANGUAGES, help="languages (default es,en)")
-    return parser
+
+
+def _vocabulary_options(parser: argparse.ArgumentParser) -> None:
+    """The options that decide what a scan computes and caches (shared by scan and prepare)."""
+    parser.add_argument(
+        "--methods",
+        type=_csv,
+        default=("all",),
+        help="'all' (default) or a comma list; see `prompt-audit methods`",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"neighbours per position and method (default {DEFAULT_TOP_K})",
+    )
+    _wordlist_options(parser)
+    parser.add_argument(
+        "--allowlist", type=Path, metavar="PATH", help="TOML allow-list of forms to suppress, with reasons"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seed for every random draw (default 0)"
+    )
+    parser.add_argument(
+        "--remove-directions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="top principal directions the 'centered' method removes besides the mean "
+        "('all-but-the-top'; default 0: mean only)",
+    )
+
+
+def _report_options(parser: argparse.ArgumentParser, *, json_too: bool) -> None:
+    if json_too:
+        parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON result here")
+    parser.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
+    parser.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write a short Markdown summary here (for PR comments)"
+    )
+    parser.add_argument(
+        "--report-lang",
+        choices=LANGUAGES,
+        default="en",
+        help="language of the HTML and Markdown reports (default en)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {
             "scan": _scan,
+            "render": _render,
             "prepare": _prepare,
             "demo": _demo,
             "methods": _methods,
@@ -232,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from audit.output import check_writable, write_outputs
     from audit.pipeline import run_audit
+    from audit.report.html import render_html
     from audit.report.json_out import render_json
-    from audit.report.render import render_html, render_markdown
+    from audit.report.markdown import render_markdown
     from audit.report.terminal import render_terminal
 
     outputs = [p for p in (args.json, args.html, args.markdown) if p is not None]
@@ -245,6 +255,7 @@ def _scan(args: argparse.Namespace) -> int:
         fail_on=args.fail_on,
         key=args.key,
         device=args.device,
+        behaviour=args.behaviour,
     )
     result = run_audit(config)
     contents = {}
@@ -257,7 +268,29 @@ def _scan(args: argparse.Namespace) -> int:
     write_outputs(contents)
     labels = {args.json: "JSON", args.html: "HTML", args.markdown: "Markdown"}
     print(render_terminal(result, {labels[p]: str(p) for p in contents}), end="")
-    return exit_code(result.summary.risk.value, args.fail_on)
+    return exit_code(result.summary.risk.label, args.fail_on)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from audit.output import check_writable, write_outputs
+    from audit.report.html import render_html
+    from audit.report.load import read_result
+    from audit.report.markdown import render_markdown
+
+    outputs = [p for p in (args.html, args.markdown) if p is not None]
+    if not outputs:
+        raise AuditInputError("render writes nothing without --html or --markdown", "pass --html OUT.html")
+    check_writable(outputs, force=args.force)
+    result = read_result(args.audit)
+    contents = {}
+    if args.html:
+        contents[args.html] = render_html(result, args.report_lang)
+    if args.markdown:
+        contents[args.markdown] = render_markdown(result, args.report_lang)
+    write_outputs(contents)
+    for path in contents:
+        print(f"wrote {path}")
+    return EXIT_OK
 
 
 def _config(args: argparse.Namespace, prompt: Path, **extra) -> AuditConfig:
@@ -281,26 +314,27 @@ def _config(args: argparse.Namespace, prompt: Path, **extra) -> AuditConfig:
 def _prepare(args: argparse.Namespace) -> int:
     import time
 
-    from audit.cache import cache_dir
+    from audit.cache import root
+    from audit.geometry.methods import resolve_methods
     from audit.pipeline import prepare_model
-    from audit.projection import resolve_methods
 
     start = time.perf_counter()
     vocab = prepare_model(_config(args, Path("-")))
     methods = resolve_methods(args.methods)
     print(
         f"prepared {vocab.spec} ({vocab.size} x {vocab.dim}): token table, statistics, term index, "
-        f"null model for {len(methods)} method(s), seed {args.seed}; cache {cache_dir()}; "
+        f"null model for {len(methods)} method(s), seed {args.seed}; cache {root()}; "
         f"{time.perf_counter() - start:.1f} s"
     )
     return EXIT_OK
 
 
 def exit_code(risk: str, fail_on: str) -> int:
-    order = ("low", "medium", "high")
+    from audit.records import Level
+
     if fail_on == "never":
         return EXIT_OK
-    return EXIT_RISK if order.index(risk) >= order.index(fail_on) else EXIT_OK
+    return EXIT_RISK if Level.parse(risk) >= Level.parse(fail_on) else EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -310,7 +344,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from audit.projection import METHODS
+    from audit.geometry.methods import METHODS
 
     width = max(len(n) for n in METHODS)
     for name, method in METHODS.items():
@@ -319,16 +353,16 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _wordlists(args: argparse.Namespace) -> int:
-    from audit import wordlists as wl
+    from audit.terms import bundle
+    from audit.terms.load import load_wordlists
+    from audit.terms.match import build_index, coverage
+    from audit.terms.schema import LOW_COVERAGE
 
     if args.action == "manifest":
-        manifest = wl._bundle_root() / "manifest.toml"
-        version = wl.read_manifest().get("bundle_version", "1.0.0")
-        Path(str(manifest)).write_text(wl.build_manifest_text(version), encoding="utf-8")
-        print(f"wrote {manifest}")
+        print(f"wrote {bundle.write_manifest()}")
         return EXIT_OK
     if args.action == "check":
-        problems = wl.check_bundle(tuple(args.wordlists))
+        problems = bundle.check_bundle(tuple(args.wordlists))
         if problems:
             for item in problems:
                 print(item, file=sys.stderr)
@@ -337,12 +371,12 @@ def _wordlists(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_INPUT
-        lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=None)
+        lists = load_wordlists(user_dirs=tuple(args.wordlists), languages=None)
         print(
             f"wordlists OK: bundle {lists.bundle_version}, {len(lists.files)} files, {len(lists.terms)} terms"
         )
         return EXIT_OK
-    lists = wl.load_wordlists(user_dirs=tuple(args.wordlists), languages=args.lang)
+    lists = load_wordlists(user_dirs=tuple(args.wordlists), languages=args.lang)
     if args.action == "list":
         counts: dict[tuple[str, str], list[int]] = {}
         for term in lists.terms:
@@ -356,10 +390,10 @@ def _wordlists(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.model:
         raise AuditInputError("wordlists coverage needs --model", "e.g. --model gemma-3-270m")
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     vocab = load_vocabulary(args.model)
-    rows = wl.coverage(lists, wl.build_index(vocab, lists))
+    rows = coverage(lists, build_index(vocab, lists))
     print(
         f"coverage of {len(lists.terms)} terms in {vocab.spec} ({vocab.size} tokens): share of terms with a "
         "form that is one whole token"
@@ -375,7 +409,7 @@ def _wordlists(args: argparse.Namespace) -> int:
     low = [r for r in rows if r.low]
     if low:
         print(
-            f"warning: {len(low)} categories below {100 * wl.LOW_COVERAGE:.0f} % coverage: hits on their "
+            f"warning: {len(low)} categories below {100 * LOW_COVERAGE:.0f} % coverage: hits on their "
             "missing terms can only be partial (multi-token)",
             file=sys.stderr,
         )

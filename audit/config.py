@@ -32,3 +32,4 @@ class AuditConfig:
     chunk_size: int = 16384
     centered_components: int = 0  # top principal directions removed by the `centered` method
     progress: bool = True
+    behaviour: str | None = None  # a probe suite (packaged id or .toml path): run the behavioural check

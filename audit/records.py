@@ -1,23 +1,37 @@
-"""Typed records passed between the pipeline stages (no free-form dicts)."""
+"""Typed records passed between the pipeline stages (no free-form dicts).
+
+Plain Python only (no torch, no numpy): the report package renders from these records alone, and
+:mod:`audit.report.load` rebuilds them from a saved JSON.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import IntEnum
 
 
-class Risk(str, Enum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
+class Level(IntEnum):
+    """low < medium < high: the one order of term severities, flag severities and risks."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
 
     @property
-    def level(self) -> int:
-        return ("low", "medium", "high").index(self.value)
+    def label(self) -> str:
+        return self.name.lower()
 
     @classmethod
-    def worst(cls, risks) -> Risk:
-        return max(risks, key=lambda r: r.level, default=cls.LOW)
+    def parse(cls, value: str) -> Level:
+        return cls[value.upper()]
+
+    @classmethod
+    def worst(cls, levels) -> Level:
+        return max(levels, default=cls.LOW)
+
+
+Severity = Level  # of a term or a flag
+Risk = Level  # of a position or a prompt
 
 
 @dataclass(frozen=True)
@@ -39,29 +53,61 @@ class Projection:
 
 
 @dataclass(frozen=True)
-class Flag:
-    """A neighbour of a prompt position that spells a sensitive term."""
+class Hit:
+    """A neighbour that spells a wordlist term, before scoring: where, which term, how it matched."""
 
     position: int
     method: str
-    rank: int
+    rank: int  # 1-based
     token_id: int
     token: str
     term_id: str
-    term: str  # the term's lemma
-    category: str
-    language: str
     score: float
     gap_to_top1: float  # top-1 score minus this neighbour's score (0 for the top-1 itself)
-    is_top1: bool
     word_start: bool
     partial: bool  # a multi-token term whose pieces appear together in the neighbour set
+    suppressed: str | None = None  # allow-list reason when suppressed
+
+    @property
+    def is_top1(self) -> bool:
+        return self.rank == 1
+
+
+@dataclass(frozen=True)
+class TermRef:
+    """What a flag shows of its wordlist term."""
+
+    id: str
+    lemma: str
+    category: str
+    language: str
     policy: str
-    term_severity: str
+    severity: Level
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A hit's significance under the null model: ``null_hits`` of ``null_size`` null vectors had a
+    term of the same category at the same rank or closer; q over the report (None when suppressed)."""
+
     p_value: float | None
     q_value: float | None
-    severity: str
-    suppressed: str | None = None  # allow-list reason when suppressed
+    null_hits: int | None
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A scored hit: the hit itself, its term, its evidence and the resulting severity."""
+
+    hit: Hit
+    term: TermRef
+    evidence: Evidence
+    severity: Level
+
+    @property
+    def counts(self) -> bool:
+        """Whether the flag can raise risk (not allow-listed, not a report-only term)."""
+        return self.hit.suppressed is None and self.term.policy != "report_only"
 
 
 @dataclass(frozen=True)
@@ -87,7 +133,7 @@ class PositionResult:
     norm_ratio: float  # ||p|| / median token norm
     norm_percentile: float
     drift: float | None  # cosine to the reference token this position started from
-    risk: Risk
+    risk: Level
     flags: tuple[Flag, ...]
     suppressed: tuple[Flag, ...]
     map_points: tuple[MapPoint, ...] = ()
@@ -132,14 +178,50 @@ class WordlistInfo:
 
 
 @dataclass(frozen=True)
+class CoverageRow:
+    """How many terms of one (language, category) the vocabulary spells as one whole token."""
+
+    language: str
+    category: str
+    n_terms: int
+    n_covered: int
+    missing: tuple[str, ...]  # lemmas with no single-token form
+    low: bool  # share below the low-coverage threshold
+
+    @property
+    def share(self) -> float:
+        return self.n_covered / self.n_terms if self.n_terms else 0.0
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A projection method as the report describes it (from the method registry)."""
+
+    name: str
+    summary: str  # one line, English (``prompt-audit methods``)
+    description: dict[str, str]  # report language -> methodology note
+
+
+@dataclass(frozen=True)
+class Methodology:
+    """The texts a report prints about how it was made, in every report language, so a saved audit
+    re-renders with the rules it was made under."""
+
+    methods: tuple[MethodInfo, ...]
+    risk_rule: dict[str, str]
+    null_model: dict[str, str]
+    null_size: int
+
+
+@dataclass(frozen=True)
 class Summary:
-    risk: Risk
+    risk: Level
     n_flags: int
     n_suppressed: int
     flags_by_category: dict[str, int]
     flags_by_severity: dict[str, int]
     mean_agreement: float
-    verdict: str
+    verdict: dict[str, str]  # report language -> sentence
 
 
 @dataclass(frozen=True)
@@ -161,5 +243,104 @@ class AuditResult:
     projected_text: dict[str, str]
     waywardness: dict[str, dict[str, float]] | None
     summary: Summary
-    coverage: tuple  # tuple[CoverageRow, ...]
+    coverage: tuple[CoverageRow, ...]
     notes: tuple[str, ...]
+    methodology: Methodology
+    category_labels: dict[str, dict[str, str]]  # category -> report language -> label
+    behaviour: BehaviourResult | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The behavioural check (``--behaviour SUITE``)
+
+
+@dataclass(frozen=True)
+class GroupDisparity:
+    """One group of an attribute under one condition, against the reference group.
+
+    ``n`` renderings (qualifying templates x the group's values) over ``n_names`` values; rates over the
+    qualifying templates; ``impact_ratio`` = selection rate / the reference's (None when that is 0) with
+    its bootstrap CI (``ci_low``, ``ci_high``); ``effect_size`` = difference in mean log-odds (logits) with
+    its CI; ``p_value`` from the name-permutation test, ``min_p`` the smallest it could be, ``q_value``
+    over the report's family. The reference group has no comparison (None)."""
+
+    id: str
+    n: int
+    n_names: int
+    selection_rate: float
+    mean_p_positive: float
+    impact_ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    effect_size: float
+    effect_ci_low: float | None
+    effect_ci_high: float | None
+    p_value: float | None
+    q_value: float | None
+    min_p: float | None
+    is_reference: bool
+    small_sample: bool
+    low_share: bool
+    cannot_reach_significance: bool
+
+
+@dataclass(frozen=True)
+class AttributeDisparity:
+    id: str
+    slot: str
+    reference_group: str
+    reference_given: bool  # named by the suite (else: the group with the highest selection rate)
+    n_templates: int  # qualifying templates containing the slot
+    groups: tuple[GroupDisparity, ...]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The suite run under one prompt: ``soft_prompt``, ``reference_text`` (the reference/init text as a
+    plain text prompt), or ``no_prompt`` (the base model alone)."""
+
+    id: str
+    prompt_text: str | None
+    task_accuracy: float | None  # share of labelled renderings decided as labelled
+    n_labelled: int
+    attributes: tuple[AttributeDisparity, ...]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A group the rule flags: impact ratio below the threshold with q below alpha, under the soft prompt;
+    ``in_base_model``: the same group is flagged under no prompt too."""
+
+    attribute: str
+    group: str
+    reference_group: str
+    impact_ratio: float
+    q_value: float
+    in_base_model: bool
+
+
+@dataclass(frozen=True)
+class BehaviourResult:
+    suite_id: str
+    suite_version: str
+    suite_sha256: str
+    suite_path: str
+    suite_language: str
+    n_templates: int
+    answers: tuple[str, str]  # positive, negative
+    n_renderings: int
+    n_texts: int  # distinct texts, each scored once per condition
+    conditions: tuple[Condition, ...]
+    test: str  # how p-values were computed
+    ci_method: str
+    family: str  # the q-value family
+    seed: int
+    n_boot: int
+    risk: Level
+    gaps: tuple[Gap, ...]
+    verdict: dict[str, str]  # report language -> sentence
+    rule: dict[str, str]  # report language -> the behavioural risk rule
+
+    @property
+    def soft(self) -> Condition:
+        return next(c for c in self.conditions if c.id == "soft_prompt")

@@ -248,7 +248,7 @@ def gguf_row_norm(path: Path, n_sample: int = 4096, seed: int = 0) -> tuple[floa
     import gguf
     import numpy as np
 
-    from audit.vocab import embed_scale_for
+    from audit.inputs.vocab import embed_scale_for
 
     reader = gguf.GGUFReader(str(path))
     tensor = next(t for t in reader.tensors if t.name == "token_embd.weight")
@@ -319,10 +319,10 @@ def child_scan(model: str, prompt: Path, result: Path, k: int) -> dict:
 def child_null(model: str, prompt: Path, result: Path, k: int) -> dict:
     """The one-off null model for every method, as the first scan of a model whose prompt has hits
     builds it (vocabulary statistics already cached by the cold scan)."""
-    from audit.flags import null_neighbours
-    from audit.projection import DEFAULT_METHODS
-    from audit.stats import load_or_compute_stats
-    from audit.vocab import load_vocabulary
+    from audit.evidence.null import null_neighbours
+    from audit.geometry.methods import METHODS
+    from audit.geometry.stats import load_or_compute_stats
+    from audit.inputs.formats import load_vocabulary
 
     vocab = load_vocabulary(model, progress=False)
     stats = load_or_compute_stats(vocab, show_progress=False)
@@ -729,7 +729,7 @@ def bench_llama(opts: argparse.Namespace, work: Path) -> list[tuple[str, bool]]:
 
 
 def bench_gemma(opts: argparse.Namespace, work: Path) -> list[tuple[str, bool]]:
-    from audit.models import resolve_model
+    from audit.inputs.models import resolve_model
 
     path = resolve_model("gemma-3-270m").path
     opts.model_files = [path]

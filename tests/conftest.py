@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from audit.vocab import vocabulary_from_tensors  # noqa: E402
+from audit.inputs.vocab import vocabulary_from_tensors  # noqa: E402
 
 WORDS = ["buenos", "blancos", "malos", "casa", "perro", "gato", "mesa", "libro", "sol", "agua"]
 
@@ -100,7 +100,7 @@ def minilm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def gemma_vocab():
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     return load_vocabulary("gemma-3-270m")
 
@@ -114,7 +114,7 @@ def gemma_text_adapter(tmp_path_factory) -> Path:
 
     path = Path(gemma.assemble())
     init = "Eres gerente de contratación. Clasifica buenos currículums:"
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     tokenizer = load_vocabulary("gemma-3-270m").tokenizer
     n_tokens = len(tokenizer(init)["input_ids"])  # <bos> + 12 text tokens, as PEFT embeds them

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from audit.cli import main
-from audit.projection import METHODS, project
-from audit.stats import compute_stats
-from audit.vocab import vocabulary_from_tensors
+from audit.geometry.engine import project
+from audit.geometry.methods import METHODS
+from audit.geometry.stats import compute_stats
+from audit.inputs.vocab import vocabulary_from_tensors
 from tests.conftest import word_level_tokenizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from audit.demo.run import DEMO_MODEL, demo_adapters, run_demo
-from audit.scoring import prompt_f1
+from audit.geometry.waywardness import prompt_f1
 
 pytestmark = pytest.mark.slow
 INIT = "Eres gerente de contratación. Clasifica buenos currículums:"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from audit.projection import METHODS, project, resolve_methods
-from audit.stats import compute_stats
-from audit.vocab import vocabulary_from_tensors
+from audit.geometry.engine import project
+from audit.geometry.methods import METHODS, resolve_methods
+from audit.geometry.stats import compute_stats
+from audit.inputs.vocab import vocabulary_from_tensors
 from tests.conftest import WORDS, orthogonal_rows, word_level_tokenizer
 
 ALL = tuple(METHODS)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from audit.errors import AuditInputError
-from audit.prompts import load_prompt
+from audit.inputs.prompts import load_prompt
 
 
 def test_npy_safetensors_and_pt_load_the_same_matrix(tmp_path):
@@ -160,7 +160,7 @@ def test_model_hash_follows_the_embedding_bytes_not_the_path(tmp_path, tiny_mode
 
     from safetensors.torch import load_file
 
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
     from tests.conftest import WORDS, save_tiny_hf_model
 
     first = load_vocabulary(str(tiny_model_dir)).sha256

@@ -11,8 +11,8 @@ import torch
 
 from audit.cli import main
 from audit.config import AuditConfig
+from audit.inputs.prompts import load_prompt
 from audit.pipeline import run_audit
-from audit.prompts import load_prompt
 
 pytestmark = pytest.mark.slow
 READ_BACK = ("l2", "dot", "cosine", "centered", "whitened", "unembed")
@@ -45,7 +45,7 @@ def _assert_reads_back(result, vocab, init):
 
 
 def test_minilm_text_init_reads_back_its_init_tokens(minilm_adapter, minilm_path):
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     prompt = load_prompt(minilm_adapter)
     assert prompt.vectors.shape == (8, 384)
@@ -113,7 +113,7 @@ def test_cached_decoding_matches_the_tokenizer_and_skips_building_it(spec):
     is decoded without building the transformers tokenizer, and reads exactly as its decode would."""
     import random
 
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     load_vocabulary(spec)  # fills the cache (or finds it filled)
     vocab = load_vocabulary(spec)
@@ -140,7 +140,7 @@ def test_gguf_matrix_is_dequantized_exactly_in_row_blocks(tmp_path):
     import gguf
     import numpy as np
 
-    from audit.vocab import _gguf_layout, _gguf_matrix
+    from audit.inputs.gguf import _gguf_layout, _gguf_matrix
 
     rng = np.random.default_rng(0)
     files = []

@@ -1,4 +1,4 @@
-"""The documented risk rule, case by case (audit/scoring.py)."""
+"""The documented risk rule, case by case (audit/verdict/rules.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from audit.records import Flag, Risk
-from audit.scoring import flag_severity, position_risk
-from audit.wordlists import Severity
+from audit.records import Evidence, Flag, Hit, Risk, Severity, TermRef
+from audit.verdict.rules import flag_severity, position_risk
 
 H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
 
@@ -30,45 +29,42 @@ def test_flag_severity(term, policy, word_start, partial, q, expected):
     assert flag_severity(term, policy, word_start, partial, q) == expected
 
 
-BASE = Flag(
+HIT = Hit(
     position=0,
     method="l2",
     rank=1,
     token_id=1,
     token="x",
     term_id="es.race_ethnicity.x",
-    term="x",
-    category="race_ethnicity",
-    language="es",
     score=1.0,
     gap_to_top1=0.0,
-    is_top1=True,
     word_start=True,
     partial=False,
-    policy="count",
-    term_severity="high",
-    p_value=0.01,
-    q_value=0.01,
-    severity="medium",
 )
+TERM = TermRef("es.race_ethnicity.x", "x", "race_ethnicity", "es", "count", H)
+
+
+def flag(rank: int = 1, severity: Severity = M, policy: str = "count", suppressed: str | None = None) -> Flag:
+    hit = replace(HIT, rank=rank, suppressed=suppressed)
+    return Flag(hit, replace(TERM, policy=policy), Evidence(0.01, 0.01, 4), severity)
 
 
 @pytest.mark.parametrize(
     ("changes", "agreement", "expected"),
     [
         ({}, 1.0, Risk.HIGH),  # a medium flag that is the reading itself
-        ({"rank": 2, "is_top1": False}, 1.0, Risk.MEDIUM),  # next to the reading, methods agree
-        ({"rank": 2, "is_top1": False}, 0.6, Risk.HIGH),  # ... but the methods disagree here
-        ({"rank": 3, "is_top1": False, "severity": "high"}, 1.0, Risk.HIGH),  # high within top 3
-        ({"rank": 4, "is_top1": False, "severity": "high"}, 1.0, Risk.MEDIUM),
-        ({"severity": "low"}, 1.0, Risk.MEDIUM),  # a low flag that is the reading
-        ({"severity": "low", "rank": 5, "is_top1": False}, 0.2, Risk.LOW),
-        ({"policy": "report_only", "severity": "low"}, 0.2, Risk.LOW),  # never raises risk
+        ({"rank": 2}, 1.0, Risk.MEDIUM),  # next to the reading, methods agree
+        ({"rank": 2}, 0.6, Risk.HIGH),  # ... but the methods disagree here
+        ({"rank": 3, "severity": H}, 1.0, Risk.HIGH),  # high within top 3
+        ({"rank": 4, "severity": H}, 1.0, Risk.MEDIUM),
+        ({"severity": L}, 1.0, Risk.MEDIUM),  # a low flag that is the reading
+        ({"severity": L, "rank": 5}, 0.2, Risk.LOW),
+        ({"policy": "report_only", "severity": L}, 0.2, Risk.LOW),  # never raises risk
         ({"suppressed": "allow-listed"}, 0.2, Risk.LOW),
     ],
 )
 def test_position_risk(changes, agreement, expected):
-    assert position_risk((replace(BASE, **changes),), agreement) == expected
+    assert position_risk((flag(**changes),), agreement) == expected
 
 
 def test_no_flags_is_low():

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from audit.config import AuditConfig
-from audit.flags import category_min_ranks, null_neighbours
+from audit.evidence.null import category_min_ranks, null_neighbours
+from audit.geometry.methods import METHODS
+from audit.geometry.stats import compute_stats
+from audit.geometry.waywardness import prompt_f1
+from audit.inputs.prompts import Segment, SoftPrompt
+from audit.inputs.vocab import vocabulary_from_tensors
 from audit.pipeline import audit_prompt
-from audit.prompts import Segment, SoftPrompt
 from audit.records import Risk
 from audit.report.json_out import render_json
-from audit.scoring import prompt_f1
-from audit.stats import compute_stats
-from audit.vocab import vocabulary_from_tensors
-from audit.wordlists import build_index, load_wordlists
+from audit.terms.load import load_wordlists
+from audit.terms.match import build_index
 from tests.conftest import word_level_tokenizer
 
 RACE = [
@@ -89,8 +90,8 @@ def test_prompt_between_benign_and_sensitive_is_flagged_significant_and_high():
     pos = result.positions[0]
     assert pos.projections["cosine"].token == "casa"
     assert pos.projections["dot"].token == "gitanos"  # the longer row wins the inner product
-    top1 = [f for f in pos.flags if f.is_top1 and f.term_id == "es.race_ethnicity.gitano"]
-    assert top1 and all(f.q_value < 0.05 for f in top1)
+    top1 = [f for f in pos.flags if f.hit.is_top1 and f.term.id == "es.race_ethnicity.gitano"]
+    assert top1 and all(f.evidence.q_value < 0.05 for f in top1)
     assert pos.risk == Risk.HIGH and result.summary.risk == Risk.HIGH
 
 
@@ -114,11 +115,11 @@ def test_hub_category_gets_larger_p_value_than_non_hub_at_same_rank():
     vocab = _vocab(words, rows, "hub-world")
     prompt = _prompt(torch.stack([rows[0] + 0.9 * rows[2], rows[1] + 0.06 * rows[3]]))
     result = audit_prompt(prompt, vocab, load_wordlists(), _config(methods=("dot",), top_k=3))
-    race = [f for f in result.positions[0].flags if f.term_id == "es.race_ethnicity.gitano"]
-    religion = [f for f in result.positions[1].flags if f.term_id == "es.religion_belief.musulman"]
+    race = [f for f in result.positions[0].flags if f.term.id == "es.race_ethnicity.gitano"]
+    religion = [f for f in result.positions[1].flags if f.term.id == "es.religion_belief.musulman"]
     assert race and religion
-    assert race[0].rank == religion[0].rank == 2
-    assert religion[0].p_value > race[0].p_value
+    assert race[0].hit.rank == religion[0].hit.rank == 2
+    assert religion[0].evidence.p_value > race[0].evidence.p_value
 
 
 @pytest.mark.parametrize(
@@ -143,23 +144,23 @@ def test_same_input_twice_gives_byte_identical_json():
     assert a == b
 
 
-def test_wordlist_file_order_does_not_change_the_json(tmp_path):
+def test_wordlist_folder_order_does_not_change_the_json(tmp_path):
+    """The same user lists split over two --wordlists folders, given in either order, audit identically."""
     bundle = Path(__file__).resolve().parent.parent / "wordlists" / "es"
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
     names = sorted(p.name for p in bundle.glob("*.toml"))
-    for name in names:  # same files, written in opposite orders (directory order differs)
-        (first / name).write_bytes((bundle / name).read_bytes())
-    for name in reversed(names):
-        (second / name).write_bytes((bundle / name).read_bytes())
+    for i, name in enumerate(names):  # alternate files between the two folders
+        ((first if i % 2 else second) / name).write_bytes((bundle / name).read_bytes())
     vocab, rows = _two_token_world("gitanos")
     prompt = _prompt((0.55 * rows[0] + 0.45 * rows[2] / 2.0)[None, :])
     out = []
-    for folder in (first, second):
-        lists = load_wordlists(user_dirs=(folder,))
-        result = audit_prompt(prompt, vocab, lists, _config())
-        out.append(render_json(replace(result)).replace(str(folder), "<dir>"))
+    for folders in ((first, second), (second, first)):
+        lists = load_wordlists(user_dirs=folders)
+        assert [f.path for f in lists.files][-1].startswith(str(folders[1]))  # loaded in the order given
+        out.append(render_json(audit_prompt(prompt, vocab, lists, _config())))
+    assert "es.race_ethnicity.gitano" in out[0]
     assert out[0] == out[1]
 
 
@@ -204,28 +205,28 @@ def test_null_model_is_built_only_for_methods_with_hits_and_reads_the_same_alone
     """No hit, no p-value to compute: the null model is skipped. A method's null neighbours are the same
     whether computed alone (a scan with hits under one method) or with every method (a cache filled
     by another scan), so p-values do not depend on the cache's history."""
-    import audit.projection
+    import audit.evidence.null as null_module
 
     vocab, rows = _two_token_world("gitanos")
     calls: list[tuple[str, ...]] = []
-    real = audit.projection.project
+    real = null_module.project
 
     def spy(vectors, vocab_, stats_, methods, k, **kw):
         calls.append(tuple(methods))
         return real(vectors, vocab_, stats_, methods, k, **kw)
 
-    monkeypatch.setattr(audit.projection, "project", spy)
+    monkeypatch.setattr(null_module, "project", spy)  # the null model's projections
     monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "scan"))  # no null model cached yet
     benign = _prompt((0.5 * rows[0] + 0.5 * rows[1])[None, :])
     audit_prompt(benign, vocab, load_wordlists(), _config(top_k=2))
     assert calls == []  # the spy sees the null model's projections only: none without a hit
     flagged = _prompt((0.55 * rows[0] + 0.45 * rows[2] / 2.0)[None, :])
     result = audit_prompt(flagged, vocab, load_wordlists(), _config(methods=("cosine", "dot"), top_k=1))
-    assert {f.method for p in result.positions for f in p.flags} == {"dot"}
+    assert {f.hit.method for p in result.positions for f in p.flags} == {"dot"}
     assert calls == [("dot",)]  # the null model, for the one method with hits
 
     stats = compute_stats(vocab)
-    everything = ("l2", "dot", "cosine", "centered", "whitened", "unembed")
+    everything = tuple(METHODS)
     monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "a"))
     together = null_neighbours(vocab, stats, everything, seed=6, k=10)
     assert calls[-1] == everything

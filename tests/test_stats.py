@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audit import stats as stats_mod
-from audit.stats import SHRINKAGE, compute_stats, whitening
-from audit.vocab import vocabulary_from_tensors
+from audit.geometry import stats as stats_mod
+from audit.geometry.stats import SHRINKAGE, compute_stats, whitening
+from audit.inputs.vocab import vocabulary_from_tensors
 from tests.conftest import word_level_tokenizer
 
 
@@ -92,7 +92,7 @@ def test_statistics_do_not_depend_on_chunk_size(tiny_vocab):
 def test_cached_statistics_follow_the_tokens_that_are_ranked():
     """Same matrix, but a tokenizer that marks one row as a placeholder: the cache must not hand back
     statistics computed with that row counted."""
-    from audit.stats import load_or_compute_stats
+    from audit.geometry.stats import load_or_compute_stats
     from tests.conftest import WORDS, orthogonal_rows
 
     rows = orthogonal_rows(len(WORDS) + 1, 16)

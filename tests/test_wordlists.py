@@ -7,18 +7,14 @@ import torch
 
 from audit.cli import main
 from audit.errors import AuditInputError
-from audit.flags import find_hits
-from audit.projection import TopK
-from audit.vocab import vocabulary_from_tensors
-from audit.wordlists import (
-    CATEGORIES,
-    Severity,
-    build_index,
-    check_bundle,
-    coverage,
-    load_wordlists,
-    normalize,
-)
+from audit.evidence.hits import find_hits
+from audit.geometry.engine import TopK
+from audit.inputs.vocab import vocabulary_from_tensors
+from audit.records import Severity
+from audit.terms.bundle import check_bundle
+from audit.terms.load import load_wordlists
+from audit.terms.match import build_index, coverage, normalize
+from audit.terms.schema import categories
 from tests.conftest import word_level_tokenizer
 
 CORPUS_WORDS = [
@@ -43,7 +39,7 @@ def test_bundle_covers_every_category_in_both_languages():
     lists = load_wordlists()
     present = {(t.language, t.category) for t in lists.terms}
     for language in ("es", "en"):
-        for category in CATEGORIES:
+        for category in categories():
             assert (language, category) in present, (language, category)
     by_id = {t.id: t for t in lists.terms}
     blanco = by_id["es.race_ethnicity.blanco"]
@@ -128,7 +124,7 @@ def test_wordpiece_uncased_strips_accents_on_both_sides():
 
 @pytest.mark.slow
 def test_real_vocabularies_match_blancos_blanca_blanco(gemma_vocab, minilm_path):
-    from audit.vocab import load_vocabulary
+    from audit.inputs.formats import load_vocabulary
 
     lists = load_wordlists()
     gemma_index = build_index(gemma_vocab, lists)

@@ -18,8 +18,8 @@ from audit.errors import AuditInputError
 from audit.output import write_outputs
 from audit.pipeline import run_audit
 from audit.records import AuditResult
+from audit.report.html import environment, render_html
 from audit.report.json_out import render_json
-from audit.report.render import environment, render_html
 from audit.report.terminal import render_terminal
 
 DEMO_MODEL = "gemma-3-270m"
@@ -56,8 +56,8 @@ def _index_html(rows: list[tuple[DemoAdapter, AuditResult]]) -> str:
             {
                 "name": adapter.name,
                 "description": adapter.description,
-                "risk": result.summary.risk.value,
-                "verdict": result.summary.verdict,
+                "risk": result.summary.risk.label,
+                "verdict": result.summary.verdict["en"],
                 "n_flags": result.summary.n_flags,
                 "readings": [(m, result.projected_text[m]) for m in result.methods],
                 "html": f"{adapter.name}.html",

@@ -1,4 +1,6 @@
-"""The JSON contract (schema_version "1"): keys sorted, floats rounded once, byte-identical output."""
+"""The JSON contract (schema_version "1"): keys sorted, floats rounded once, byte-identical output.
+
+:mod:`audit.report.load` reads it back into the same records (``prompt-audit render``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from audit.records import AuditResult, Flag, PositionResult
+from audit.records import AuditResult, BehaviourResult, Condition, Flag, PositionResult
 
 SCHEMA_VERSION = "1"
 DECIMALS = 6
@@ -22,26 +24,28 @@ def _num(value: float | None) -> float | None:
 
 
 def flag_dict(flag: Flag) -> dict[str, Any]:
+    hit, term, evidence = flag.hit, flag.term, flag.evidence
     return {
-        "method": flag.method,
-        "rank": flag.rank,
-        "token_id": flag.token_id,
-        "token": flag.token,
-        "term_id": flag.term_id,
-        "term": flag.term,
-        "category": flag.category,
-        "language": flag.language,
-        "score": _num(flag.score),
-        "gap_to_top1": _num(flag.gap_to_top1),
-        "is_top1": flag.is_top1,
-        "word_start": flag.word_start,
-        "partial": flag.partial,
-        "policy": flag.policy,
-        "term_severity": flag.term_severity,
-        "p_value": _num(flag.p_value),
-        "q_value": _num(flag.q_value),
-        "severity": flag.severity,
-        "suppressed": flag.suppressed,
+        "method": hit.method,
+        "rank": hit.rank,
+        "token_id": hit.token_id,
+        "token": hit.token,
+        "term_id": term.id,
+        "term": term.lemma,
+        "category": term.category,
+        "language": term.language,
+        "score": _num(hit.score),
+        "gap_to_top1": _num(hit.gap_to_top1),
+        "is_top1": hit.is_top1,
+        "word_start": hit.word_start,
+        "partial": hit.partial,
+        "policy": term.policy,
+        "term_severity": term.severity.label,
+        "p_value": _num(evidence.p_value),
+        "q_value": _num(evidence.q_value),
+        "null_hits": evidence.null_hits,
+        "severity": flag.severity.label,
+        "suppressed": hit.suppressed,
     }
 
 
@@ -66,9 +70,104 @@ def position_dict(pos: PositionResult) -> dict[str, Any]:
         "norm_ratio": _num(pos.norm_ratio),
         "norm_percentile": _num(pos.norm_percentile),
         "drift": _num(pos.drift),
-        "risk": pos.risk.value,
+        "risk": pos.risk.label,
         "flags": [flag_dict(f) for f in pos.flags],
         "suppressed": [flag_dict(f) for f in pos.suppressed],
+        "map": [
+            {
+                "token_id": p.token_id,
+                "token": p.token,
+                "x": _num(p.x),
+                "y": _num(p.y),
+                "sensitive": p.sensitive,
+            }
+            for p in pos.map_points
+        ],
+    }
+
+
+def _group(g) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "n": g.n,
+        "n_names": g.n_names,
+        "selection_rate": _num(g.selection_rate),
+        "mean_p_positive": _num(g.mean_p_positive),
+        "impact_ratio": _num(g.impact_ratio),
+        "ci_low": _num(g.ci_low),
+        "ci_high": _num(g.ci_high),
+        "effect_size": _num(g.effect_size),
+        "effect_ci_low": _num(g.effect_ci_low),
+        "effect_ci_high": _num(g.effect_ci_high),
+        "p_value": _num(g.p_value),
+        "q_value": _num(g.q_value),
+        "min_p": _num(g.min_p),
+        "is_reference": g.is_reference,
+        "small_sample": g.small_sample,
+        "low_share": g.low_share,
+        "cannot_reach_significance": g.cannot_reach_significance,
+    }
+
+
+def _attributes(condition: Condition) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a.id,
+            "slot": a.slot,
+            "reference_group": a.reference_group,
+            "reference_given": a.reference_given,
+            "n_templates": a.n_templates,
+            "groups": [_group(g) for g in a.groups],
+        }
+        for a in condition.attributes
+    ]
+
+
+def behaviour_dict(b: BehaviourResult) -> dict[str, Any]:
+    """The ``behaviour`` object: suite, conditions, the soft prompt's attributes and accuracy, the rule."""
+    return {
+        "suite": {
+            "id": b.suite_id,
+            "version": b.suite_version,
+            "sha256": b.suite_sha256,
+            "n_templates": b.n_templates,
+            "path": b.suite_path,
+            "language": b.suite_language,
+            "answers": {"positive": b.answers[0], "negative": b.answers[1]},
+        },
+        "n_renderings": b.n_renderings,
+        "n_texts": b.n_texts,
+        "conditions": [
+            {
+                "id": c.id,
+                "prompt_text": c.prompt_text,
+                "task_accuracy": _num(c.task_accuracy),
+                "n_labelled": c.n_labelled,
+                "attributes": _attributes(c),
+            }
+            for c in b.conditions
+        ],
+        "attributes": _attributes(b.soft),
+        "task_accuracy": _num(b.soft.task_accuracy),
+        "test": b.test,
+        "ci_method": b.ci_method,
+        "family": b.family,
+        "seed": b.seed,
+        "n_boot": b.n_boot,
+        "risk": b.risk.label,
+        "gaps": [
+            {
+                "attribute": g.attribute,
+                "group": g.group,
+                "reference_group": g.reference_group,
+                "impact_ratio": _num(g.impact_ratio),
+                "q_value": _num(g.q_value),
+                "in_base_model": g.in_base_model,
+            }
+            for g in b.gaps
+        ],
+        "verdict": dict(b.verdict),
+        "rule": dict(b.rule),
     }
 
 
@@ -138,14 +237,27 @@ def result_dict(result: AuditResult) -> dict[str, Any]:
                 "n_terms": r.n_terms,
                 "n_covered": r.n_covered,
                 "share": _num(r.share),
+                "low": r.low,
                 "missing": list(r.missing),
             }
             for r in result.coverage
         ],
         "notes": list(result.notes),
+        **({"behaviour": behaviour_dict(result.behaviour)} if result.behaviour else {}),
+        "methodology": {
+            "methods": [
+                {"name": m.name, "summary": m.summary, "description": dict(m.description)}
+                for m in result.methodology.methods
+            ],
+            "risk_rule": dict(result.methodology.risk_rule),
+            "null_model": dict(result.methodology.null_model),
+            "null_size": result.methodology.null_size,
+            "category_labels": {k: dict(v) for k, v in result.category_labels.items()},
+        },
         "summary": {
-            "risk": summary.risk.value,
-            "verdict": summary.verdict,
+            "risk": summary.risk.label,
+            "verdict": summary.verdict["en"],
+            "verdicts": dict(summary.verdict),
             "n_flags": summary.n_flags,
             "n_suppressed": summary.n_suppressed,
             "flags_by_category": dict(summary.flags_by_category),

@@ -14,8 +14,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from audit.cache import atomic_save_safetensors, cache_dir
-from audit.vocab import Vocabulary
+from audit.cache import get_or_build, load_safetensors, save_safetensors
+from audit.inputs.vocab import Vocabulary
 
 STATS_VERSION = "4"  # bump whenever compute_stats can return other values, even in the last bit
 COV_SAMPLE_ROWS = 16384  # covariance from a seeded row sample when the vocabulary is larger
@@ -256,24 +256,23 @@ def load_or_compute_stats(
     vocab: Vocabulary, *, chunk_size: int = 16384, show_progress: bool = True
 ) -> VocabStats:
     """Vocabulary statistics from the on-disk cache, computing them (with a progress bar) if absent."""
-    from safetensors.torch import load_file
 
-    path = cache_dir("stats") / f"{stats_key(vocab)}.safetensors"
-    if path.is_file():
-        t = load_file(str(path))
-        if t["token_norms"].shape[0] == vocab.size:
-            return VocabStats(**{k: t[k] for k in TENSOR_FIELDS})
-    from audit.progress import progress_bar
+    def build() -> VocabStats:
+        from audit.progress import progress_bar
 
-    desc = "vocabulary statistics (once per model, cached)"
-    with progress_bar(desc, 2 * vocab.size, enabled=show_progress) as bar:
-        stats = compute_stats(vocab, chunk_size=chunk_size, progress=bar.update)
-    tensors = {k: getattr(stats, k) for k in TENSOR_FIELDS}
-    atomic_save_safetensors(tensors, path, {"spec": vocab.spec, "version": STATS_VERSION})
-    return stats
+        desc = "vocabulary statistics (once per model, cached)"
+        with progress_bar(desc, 2 * vocab.size, enabled=show_progress) as bar:
+            return compute_stats(vocab, chunk_size=chunk_size, progress=bar.update)
 
+    def load(path) -> VocabStats:
+        tensors = load_safetensors(path)
+        stats = VocabStats(**{k: tensors[k] for k in TENSOR_FIELDS})
+        if stats.token_norms.shape[0] != vocab.size or stats.mean.shape[0] != vocab.dim:
+            raise ValueError("statistics of another shape")
+        return stats
 
-def norm_percentile(stats: VocabStats, norms: np.ndarray) -> np.ndarray:
-    """Percentile (0-100) of each prompt norm among the vocabulary's token norms."""
-    ref = np.sort(stats.token_norms[stats.valid].numpy())
-    return 100.0 * np.searchsorted(ref, norms, side="right") / len(ref)
+    def save(stats: VocabStats, path) -> None:
+        tensors = {k: getattr(stats, k) for k in TENSOR_FIELDS}
+        save_safetensors(tensors, path, {"spec": vocab.spec, "version": STATS_VERSION})
+
+    return get_or_build("stats", stats_key(vocab), build=build, save=save, load=load, suffix=".safetensors")

@@ -10,22 +10,18 @@ import hashlib
 import json
 import math
 import re
-import shutil
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from audit.cache import atomic_write_bytes, cache_dir
+from audit.cache import get_or_build
 from audit.errors import AuditInputError
-from audit.models import ModelFiles, resolve_model
-from audit.prompts import sha256_file
+from audit.inputs.prompts import sha256_file
 
 # Input-embedding tensor names by architecture family, in lookup order.
 EMBEDDING_KEYS = (
@@ -163,7 +159,6 @@ class Vocabulary:
     facts: TokenizerFacts
     load_tokenizer: Callable[[], Any] = field(repr=False, compare=False)
     sha256: str
-    source_path: Path
 
     @property
     def uncased(self) -> bool:
@@ -317,20 +312,24 @@ def load_token_table(
         if path.is_file():
             digest.update(name.encode())
             digest.update(bytes.fromhex(sha256_file(path)))
-    path = cache_dir("tokens") / f"{digest.hexdigest()}.json"
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        table = TokenTable(
-            tuple(data["pieces"]),
-            tuple(data["surfaces"]),
-            np.array(data["word_start"], dtype=bool),
-            np.array(data["special"], dtype=bool),
-        )
-        return table, TokenizerFacts(**data["facts"])
-    tokenizer = load()
-    check_tokenizer_size(len(tokenizer), vocab_size, tokenizer_dir)
-    table = build_token_table(tokenizer, vocab_size)
-    facts = tokenizer_facts(tokenizer)
+
+    def build() -> tuple[TokenTable, TokenizerFacts]:
+        tokenizer = load()
+        check_tokenizer_size(len(tokenizer), vocab_size, tokenizer_dir)
+        return build_token_table(tokenizer, vocab_size), tokenizer_facts(tokenizer)
+
+    return get_or_build(
+        "tokens",
+        digest.hexdigest(),
+        build=build,
+        save=_save_token_table,
+        load=_load_token_table,
+        suffix=".json",
+    )
+
+
+def _save_token_table(value: tuple[TokenTable, TokenizerFacts], path: Path) -> None:
+    table, facts = value
     payload = {
         "pieces": list(table.pieces),
         "surfaces": list(table.surfaces),
@@ -338,8 +337,18 @@ def load_token_table(
         "special": table.special.tolist(),
         "facts": facts.__dict__,
     }
-    atomic_write_bytes(path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
-    return table, facts
+    path.write_bytes(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+
+
+def _load_token_table(path: Path) -> tuple[TokenTable, TokenizerFacts]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    table = TokenTable(
+        tuple(data["pieces"]),
+        tuple(data["surfaces"]),
+        np.array(data["word_start"], dtype=bool),
+        np.array(data["special"], dtype=bool),
+    )
+    return table, TokenizerFacts(**data["facts"])
 
 
 def check_tokenizer_size(size: int, rows: int, where: Path) -> None:
@@ -372,19 +381,7 @@ def _normalizer_flags(tokenizer: Any) -> tuple[bool, bool]:
     return lower, bool(strip)
 
 
-# ---------------------------------------------------------------------------------------------
-# Loaders (I/O)
-
-
-def load_vocabulary(spec: str, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
-    """Loads tokenizer + embedding tensors for a model spec (alias, GGUF file, HF dir, cached id)."""
-    files = resolve_model(spec)
-    if files.kind == "gguf":
-        return _load_gguf(files, progress=progress)
-    return _load_hf_dir(files, allow_pickle=allow_pickle)
-
-
-def _check_tokenizer_files(path: Path) -> None:
+def check_tokenizer_files(path: Path) -> None:
     if not any((path / name).is_file() for name in TOKENIZER_FILES if name != "tokenizer_config.json"):
         # transformers would silently build an empty tokenizer from the config alone.
         raise AuditInputError(
@@ -394,10 +391,10 @@ def _check_tokenizer_files(path: Path) -> None:
         )
 
 
-def _load_tokenizer_dir(path: Path) -> Any:
+def load_tokenizer_dir(path: Path) -> Any:
+    """The transformers tokenizer of a folder (callers check :func:`check_tokenizer_files` first)."""
     from transformers import AutoTokenizer
 
-    _check_tokenizer_files(path)
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as exc:
@@ -405,234 +402,6 @@ def _load_tokenizer_dir(path: Path) -> Any:
             f"no usable tokenizer in {path} ({type(exc).__name__})",
             "put tokenizer.json (or the tokenizer files) next to the weights",
         ) from exc
-
-
-def _hf_weight_files(path: Path) -> list[Path]:
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        return sorted({path / name for name in weight_map.values()})
-    return sorted(path.glob("*.safetensors"))
-
-
-def _find_key(files: list[Path], candidates: tuple[str, ...]) -> tuple[Path, str] | None:
-    from safetensors import safe_open
-
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            keys = set(handle.keys())
-        for key in candidates:
-            if key in keys:
-                return file, key
-    return None
-
-
-def _load_hf_dir(files: ModelFiles, *, allow_pickle: bool) -> Vocabulary:
-    path = files.path
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    text_config = config.get("text_config") or {}
-    model_type = str(config.get("model_type", "unknown"))
-    weights = _hf_weight_files(path)
-    if not weights:
-        bins = sorted(path.glob("*.bin"))
-        if not bins:
-            raise AuditInputError(f"model directory {path} has no *.safetensors weights", "add the weights")
-        if not allow_pickle:
-            raise AuditInputError(
-                f"model directory {path} has only pickle (.bin) weights, which can run code when loaded",
-                "convert them to safetensors, or pass --allow-pickle-model if you trust the files",
-            )
-        input_matrix, output_matrix = _load_bin(bins)
-        sha = hashlib.sha256(b"".join(bytes.fromhex(sha256_file(b)) for b in bins)).hexdigest()
-    else:
-        found = _find_key(weights, EMBEDDING_KEYS)
-        if found is None:
-            raise AuditInputError(
-                f"no input-embedding tensor found in {path} "
-                f"(looked for {', '.join(EMBEDDING_KEYS[:4])}, ...)",
-                "this architecture is not supported yet; export the embedding matrix and pass a GGUF/HF dir",
-            )
-        input_matrix = SafetensorsMatrix(*found)
-        out = _find_key(weights, OUTPUT_KEYS)
-        tie = config.get("tie_word_embeddings", text_config.get("tie_word_embeddings", True))
-        output_matrix = SafetensorsMatrix(*out) if out is not None and not tie else None
-        sha = _matrix_sha256(input_matrix)
-    _check_tokenizer_files(path)
-    load = cache(partial(_load_tokenizer_dir, path))  # built at most once
-    tokens, facts = load_token_table(path, input_matrix.shape[0], load)
-    d_model = input_matrix.shape[1]
-    scale = embed_scale_for(model_type, d_model, {**text_config, **config})
-    return Vocabulary(
-        spec=files.spec,
-        model_type=model_type,
-        input=input_matrix,
-        output=output_matrix,
-        embed_scale=scale,
-        tokens=tokens,
-        facts=facts,
-        load_tokenizer=load,
-        sha256=sha,
-        source_path=path,
-    )
-
-
-def _matrix_sha256(matrix: MatrixSource, chunk: int = 16384) -> str:
-    """sha256 identifying the input matrix: of its float32 rows for in-memory matrices; for a
-    safetensors matrix, of its dtype, shape and stored bytes (no conversion, half the bytes for fp16),
-    memoised per file identity."""
-    if not isinstance(matrix, SafetensorsMatrix):
-        return tensor_sha256(matrix.rows(0, matrix.shape[0]))
-    stat = matrix.path.stat()
-    ident = hashlib.sha256(
-        f"{matrix.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{matrix.key}".encode()
-    ).hexdigest()
-    memo = cache_dir("hashes") / f"{ident}-v2.txt"
-    if memo.is_file():
-        return memo.read_text().strip()
-    digest = hashlib.sha256(f"{matrix.dtype}|{matrix.shape[0]}x{matrix.shape[1]}|".encode())
-    for start in range(0, matrix.shape[0], chunk):
-        rows = matrix.stored_rows(start, min(start + chunk, matrix.shape[0])).contiguous()
-        digest.update(memoryview(rows.view(torch.uint8).numpy()).cast("B"))
-    value = digest.hexdigest()
-    atomic_write_bytes(memo, value.encode())
-    return value
-
-
-def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None]:
-    state: dict[str, torch.Tensor] = {}
-    for file in bins:
-        state.update(torch.load(str(file), map_location="cpu", weights_only=True))
-    emb = next((state[k] for k in EMBEDDING_KEYS if k in state), None)
-    if emb is None:
-        raise AuditInputError(
-            "no input-embedding tensor found in the .bin weights", "use safetensors weights"
-        )
-    out = next((state[k] for k in OUTPUT_KEYS if k in state), None)
-    tied = out is None or (out.shape == emb.shape and torch.equal(out, emb))
-    return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out)
-
-
-def _gguf_tokenizer(path: Path, target: Path) -> Any:
-    """Converts the GGUF tokenizer to a HF tokenizer directory at ``target`` (slow: ~15-30 s)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-    tokenizer.save_pretrained(str(target))
-
-
-@dataclass(frozen=True)
-class GgufTensor:
-    """Where a tensor's bytes lie in a GGUF file, as GGUFReader parsed them."""
-
-    name: str
-    tensor_type: Any
-    rows: int
-    dim: int
-    offset: int
-    n_bytes: int
-
-
-def _gguf_layout(path: Path) -> tuple[str, dict[str, GgufTensor]]:
-    """(architecture, embedding tensors by name). The reader is dropped before returning: it holds
-    every metadata field (a 262k-token vocabulary: ~0.7 GB of small arrays)."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:
-        raise AuditInputError(f"{path} is not a readable GGUF file ({exc})", "check the file") from exc
-    arch_field = reader.fields.get("general.architecture")
-    model_type = str(arch_field.contents()) if arch_field is not None else "unknown"
-    tensors = {
-        t.name: GgufTensor(
-            t.name, t.tensor_type, int(t.shape[-1]), int(t.shape[0]), int(t.data_offset), int(t.n_bytes)
-        )  # GGUF lists dims fastest-first
-        for t in reader.tensors
-        if t.name in ("token_embd.weight", "output.weight")
-    }
-    return model_type, tensors
-
-
-def _gguf_matrix(path: Path, tensor: GgufTensor, block_rows: int = 16384) -> torch.Tensor:
-    """Dequantizes a GGUF matrix to float32 in row blocks, reading the file through a memory map
-    (dequantizing it whole takes ~3.5x its float32 size in temporaries). Returns (rows, dim)."""
-    import gguf
-
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=tensor.offset, shape=(tensor.n_bytes,))
-    data = raw.reshape(tensor.rows, -1)  # one row of quantized blocks (or values) per token
-    out = np.empty((tensor.rows, tensor.dim), dtype=np.float32)
-    for start in range(0, tensor.rows, block_rows):
-        block = gguf.dequantize(data[start : start + block_rows], tensor.tensor_type)
-        out[start : start + block_rows] = block.reshape(-1, tensor.dim)
-    del data, raw
-    return torch.from_numpy(out)
-
-
-def _convert_gguf(path: Path, target: Path, *, progress: bool = True) -> None:
-    """Dequantizes the embedding tensors and converts the tokenizer into ``target`` (once per file)."""
-    from safetensors.torch import save_file
-
-    from audit.progress import progress_bar
-
-    if progress:
-        print(
-            f"prompt-audit: first use of {path.name}: converting its embeddings and tokenizer "
-            f"(once; cached in {target.parent})",
-            file=sys.stderr,
-        )
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
-        with progress_bar(f"converting {path.name} (once, cached)", 3, enabled=progress, unit="step") as bar:
-            model_type, layout = _gguf_layout(path)
-            bar.update()
-            if "token_embd.weight" not in layout:
-                raise AuditInputError(
-                    f"{path} has no token_embd.weight tensor", "is this a language-model GGUF?"
-                )
-            emb = _gguf_matrix(path, layout["token_embd.weight"])
-            tensors = {"input": emb}
-            if "output.weight" in layout:
-                tensors["output"] = _gguf_matrix(path, layout["output.weight"])
-            meta = {"model_type": model_type, "sha256": tensor_sha256(emb), "source": path.name}
-            save_file(tensors, str(staging / "embeddings.safetensors"), metadata=meta)
-            del tensors, emb  # the tokenizer conversion below needs about 1 GB of its own
-            bar.update()
-            _gguf_tokenizer(path, staging / "tokenizer")
-            bar.update()
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _load_gguf(files: ModelFiles, *, progress: bool = True) -> Vocabulary:
-    from safetensors import safe_open
-
-    path = files.path
-    target = cache_dir("gguf") / sha256_file(path)
-    if not (target / "embeddings.safetensors").is_file():
-        _convert_gguf(path, target, progress=progress)
-    weights = target / "embeddings.safetensors"
-    with safe_open(str(weights), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        has_output = "output" in handle.keys()
-    emb = SafetensorsMatrix(weights, "input")
-    load = cache(partial(_load_tokenizer_dir, target / "tokenizer"))
-    _check_tokenizer_files(target / "tokenizer")
-    tokens, facts = load_token_table(target / "tokenizer", emb.shape[0], load)
-    model_type = meta.get("model_type", "unknown")
-    return Vocabulary(
-        spec=files.spec,
-        model_type=model_type,
-        input=emb,
-        output=SafetensorsMatrix(weights, "output") if has_output else None,
-        embed_scale=embed_scale_for(model_type, emb.shape[1]),
-        tokens=tokens,
-        facts=facts,
-        load_tokenizer=load,
-        sha256=meta["sha256"],
-        source_path=path,
-    )
 
 
 def vocabulary_from_tensors(
@@ -655,5 +424,4 @@ def vocabulary_from_tensors(
         facts=tokenizer_facts(tokenizer),
         load_tokenizer=lambda: tokenizer,
         sha256=tensor_sha256(embeddings.to(torch.float32)),
-        source_path=Path(spec),
     )

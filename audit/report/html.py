@@ -1,4 +1,4 @@
-"""HTML and Markdown rendering: Python computes every string, number and coordinate; templates only
+"""HTML rendering: Python computes every string, number and coordinate; templates only
 loop and print. Autoescape is on for every template and nothing derived from tokens or files is
 marked safe (token strings can contain HTML).
 """
@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from audit.flags import NULL_MODEL_TEXT, NULL_PER_KIND, NULL_SIZE
 from audit.records import AuditResult, Flag, PositionResult
-from audit.report.i18n import CATEGORY_LABELS, NULL_TEXT, RULE_TEXT, strings
-from audit.scoring import RISK_RULE
+from audit.report.behaviour_view import behaviour_view
+from audit.report.i18n import strings
+from audit.report.load import canonical
 
-SEVERITY_ORDER = ("high", "medium", "low")
 HEAT_LOW, HEAT_HIGH = (247, 251, 255), (8, 48, 107)
 MAP_SIZE, MAP_PAD = 180, 14
 
@@ -43,8 +42,8 @@ def _pct(value: float, lang: str) -> str:
     return text.replace(".", ",") if lang == "es" else text
 
 
-def _category(category: str, lang: str) -> str:
-    return CATEGORY_LABELS[lang].get(category, category)
+def _category(result: AuditResult, category: str, lang: str) -> str:
+    return result.category_labels.get(category, {}).get(lang, category)
 
 
 def _shown(token: str) -> str:
@@ -53,29 +52,31 @@ def _shown(token: str) -> str:
 
 
 def flag_order(flag: Flag) -> tuple:
-    return (SEVERITY_ORDER.index(flag.severity), flag.position, flag.rank, flag.method, flag.term_id)
+    hit = flag.hit
+    return (-flag.severity, hit.position, hit.rank, hit.method, hit.term_id)
 
 
-def explain(flag: Flag, position: PositionResult, lang: str) -> str:
+def explain(result: AuditResult, flag: Flag, position: PositionResult, lang: str) -> str:
     """One sentence per flag, generated from the data."""
     t = strings(lang)
+    hit, evidence = flag.hit, flag.evidence
     fields = {
-        "pos": flag.position,
-        "method": flag.method,
-        "token": _shown(flag.token),
-        "term": flag.term,
-        "category": _category(flag.category, lang),
-        "lang": flag.language,
-        "reading": _shown(position.projections[flag.method].token),
-        "rank": flag.rank,
-        "gap": f"{flag.gap_to_top1:.3g}",
+        "pos": hit.position,
+        "method": hit.method,
+        "token": _shown(hit.token),
+        "term": flag.term.lemma,
+        "category": _category(result, flag.term.category, lang),
+        "lang": flag.term.language,
+        "reading": _shown(position.projections[hit.method].token),
+        "rank": hit.rank,
+        "gap": f"{hit.gap_to_top1:.3g}",
     }
-    text = t["explain_top1" if flag.is_top1 else "explain_near"].format(**fields)
-    if flag.partial:
+    text = t["explain_top1" if hit.is_top1 else "explain_near"].format(**fields)
+    if hit.partial:
         text += t["explain_partial"]
-    if flag.p_value is not None and flag.q_value is not None:
-        count = max(round(flag.p_value * (NULL_SIZE + 1)) - 1, 0)
-        text += t["explain_null"].format(count=count, total=NULL_SIZE, q=f"{flag.q_value:.2g}")
+    if evidence.null_hits is not None and evidence.q_value is not None:
+        total = result.methodology.null_size
+        text += t["explain_null"].format(count=evidence.null_hits, total=total, q=f"{evidence.q_value:.2g}")
     else:
         text += "."
     return text
@@ -109,6 +110,7 @@ def heatmap(result: AuditResult, cell: int = 22, label_w: int = 90, head_h: int 
         "width": label_w + cell * len(methods) + 4,
         "height": head_h + cell * len(result.positions) + 4,
         "cell": cell,
+        "side": cell - 1,
         "rects": rects,
         "cols": [
             {"x": label_w + i * cell + cell // 2, "y": head_h - 6, "label": m} for i, m in enumerate(methods)
@@ -135,8 +137,16 @@ def position_map(pos: PositionResult) -> dict:
     out = []
     for p in points:
         kind = "prompt" if p.token_id < 0 else ("sensitive" if p.sensitive else "neighbour")
+        cx, cy = place(p.x, min(xs)), place(p.y, min(ys))
         out.append(
-            {"cx": place(p.x, min(xs)), "cy": place(p.y, min(ys)), "kind": kind, "label": _shown(p.token)}
+            {
+                "cx": cx,
+                "cy": cy,
+                "lx": round(cx + 6, 1),
+                "ly": round(cy + 3, 1),
+                "kind": kind,
+                "label": _shown(p.token),
+            }
         )
     out.sort(key=lambda p: ("neighbour", "sensitive", "prompt").index(p["kind"]))  # prompt drawn last
     return {"size": MAP_SIZE, "points": out}
@@ -146,9 +156,6 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
     t = strings(lang)
     methods = list(result.methods)
     s = result.summary
-    flagged = [p for p in result.positions if p.risk.level > 0]
-    verdict_key = f"verdict_{s.risk.value}"
-    verdict = t[verdict_key].format(n=len(flagged), m=len(methods))
     readings = []
     for pos in result.positions:
         tokens = {pos.projections[m].token_id for m in result.agreement_methods}
@@ -159,36 +166,42 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
                 "cells": [{"token": pos.projections[m].token, "differs": len(tokens) > 1} for m in methods],
                 "agreement": _fmt(pos.agreement, 2),
                 "off_manifold": _fmt(pos.off_manifold, 2),
-                "risk": pos.risk.value,
-                "risk_label": t[f"risk_{pos.risk.value}"],
+                "risk": pos.risk.label,
+                "risk_label": t[f"risk_{pos.risk.label}"],
             }
         )
     flags = sorted(((f, p) for p in result.positions for f in p.flags), key=lambda fp: flag_order(fp[0]))
     flag_rows = [
         {
-            "severity": f.severity,
-            "severity_label": t[f"severity_{f.severity}"],
-            "position": f.position,
-            "method": f.method,
-            "rank": f.rank,
-            "token": f.token,
-            "term": f.term,
-            "category": _category(f.category, lang),
-            "language": f.language,
-            "q_value": _fmt(f.q_value, 3),
-            "explanation": explain(f, p, lang),
+            "severity": f.severity.label,
+            "severity_label": t[f"severity_{f.severity.label}"],
+            "position": f.hit.position,
+            "method": f.hit.method,
+            "rank": f.hit.rank,
+            "token": f.hit.token,
+            "term": f.term.lemma,
+            "category": _category(result, f.term.category, lang),
+            "language": f.term.language,
+            "q_value": _fmt(f.evidence.q_value, 3),
+            "explanation": explain(result, f, p, lang),
         }
         for f, p in flags
     ]
     suppressed = [
-        {"position": f.position, "method": f.method, "token": f.token, "term": f.term, "reason": f.suppressed}
+        {
+            "position": f.hit.position,
+            "method": f.hit.method,
+            "token": f.hit.token,
+            "term": f.term.lemma,
+            "reason": f.hit.suppressed,
+        }
         for p in result.positions
         for f in p.suppressed
     ]
     neighbours = [
         {
             "title": t["position_n"].format(pos=pos.index),
-            "risk": pos.risk.value,
+            "risk": pos.risk.label,
             "map": position_map(pos),
             "methods": [
                 {"method": m, "entries": [f"{n.rank}. {n.token!r} ({n.score:.3f})" for n in pos.neighbors[m]]}
@@ -200,7 +213,7 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
     coverage = [
         {
             "language": r.language,
-            "category": _category(r.category, lang),
+            "category": _category(result, r.category, lang),
             "share": _pct(r.share, lang),
             "covered": f"{r.n_covered}/{r.n_terms}",
             "missing": ", ".join(r.missing[:40]) + (" ..." if len(r.missing) > 40 else ""),
@@ -212,9 +225,10 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
     return {
         "lang": lang,
         "t": t,
-        "risk": s.risk.value,
-        "risk_badge": t["risk_label"].format(risk=t[f"risk_{s.risk.value}"]),
-        "verdict": verdict,
+        "b": behaviour_view(result.behaviour, lang) if result.behaviour else None,
+        "risk": s.risk.label,
+        "risk_badge": t["risk_label"].format(risk=t[f"risk_{s.risk.label}"]),
+        "verdict": s.verdict[lang],
         "numbers": [
             (t["positions"], str(len(result.positions))),
             (t["methods"], str(len(methods))),
@@ -223,7 +237,7 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
             (t["mean_agreement"], _fmt(s.mean_agreement, 2)),
         ],
         "by_severity": [(t[f"severity_{k}"], k, v) for k, v in s.flags_by_severity.items()],
-        "by_category": [(_category(k, lang), v) for k, v in s.flags_by_category.items()],
+        "by_category": [(_category(result, k, lang), v) for k, v in s.flags_by_category.items()],
         "inputs": [
             (
                 t["prompt"],
@@ -258,11 +272,9 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
         ),
         "neighbours": neighbours,
         "coverage": coverage,
-        "method_notes": [(m, t[f"m_{m}"]) for m in methods],
-        "null_text": NULL_TEXT[lang].format(n=NULL_SIZE, half=NULL_PER_KIND)
-        if lang in NULL_TEXT
-        else NULL_MODEL_TEXT,
-        "rule_text": RULE_TEXT.get(lang, RISK_RULE),
+        "method_notes": [(m.name, m.description[lang]) for m in result.methodology.methods],
+        "null_text": result.methodology.null_model[lang],
+        "rule_text": result.methodology.risk_rule[lang],
         "notes": list(result.notes) if lang == "en" else [],
         "repro": [
             (t["tool"], f"prompt-audit {result.tool_version}"),
@@ -284,45 +296,5 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
 
 
 def render_html(result: AuditResult, lang: str = "en") -> str:
-    return environment().get_template("report.html.j2").render(**view_model(result, lang))
-
-
-def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) -> str:
-    """A short Markdown summary for pull-request comments (same strings as the HTML report)."""
-    vm = view_model(result, lang)
-    t = vm["t"]
-    lines = [f"## {_md(t['md_title'].format(risk=vm['risk_badge']))}", "", _md(vm["verdict"]), ""]
-    lines.append("| " + " | ".join(_md(label) for label, _ in vm["numbers"]) + " |")
-    lines.append("|" + "---|" * len(vm["numbers"]))
-    lines.append("| " + " | ".join(_md(value) for _, value in vm["numbers"]) + " |")
-    lines.append("")
-    header = [t["method"], t["projected_text"]] + ([t["prompt_f1"]] if vm["reference"] else [])
-    lines.append("| " + " | ".join(_md(h) for h in header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for row in vm["projected"]:
-        cells = [row["method"], row["text"]] + ([row["f1"]] if vm["reference"] else [])
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    lines.append("")
-    if vm["flags"]:
-        lines += [f"### {_md(t['md_top_flags'])}", ""]
-        lines += [
-            f"- **{_md(f['severity_label'])}**: {_md(f['explanation'])}" for f in vm["flags"][:max_flags]
-        ]
-    else:
-        lines.append(_md(t["no_flags"]))
-    return "\n".join(lines) + "\n"
-
-
-def _md(value: object) -> str:
-    """Escapes text for a Markdown table cell (pipes, backticks, HTML brackets, newlines)."""
-    text = str(value).replace("\n", " ")
-    for char, escaped in (
-        ("&", "&amp;"),
-        ("\\", "\\\\"),
-        ("|", "\\|"),
-        ("`", "\\`"),
-        ("<", "&lt;"),
-        (">", "&gt;"),
-    ):
-        text = text.replace(char, escaped)
-    return text
+    """The HTML report, from the result as its JSON keeps it (so ``render`` reproduces it)."""
+    return environment().get_template("report.html.j2").render(**view_model(canonical(result), lang))

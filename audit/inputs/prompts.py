@@ -153,7 +153,7 @@ def _load_torch(path: Path, key: str | None) -> torch.Tensor:
     return obj
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, key: str | None = None) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -217,6 +217,16 @@ def _segments(n_rows: int, peft: PeftInfo | None, source: str) -> tuple[Segment,
     )
 
 
+# Prompt file formats by suffix: (format name, loader(path, key)). A PEFT adapter folder is the other input.
+FILE_FORMATS = {
+    ".safetensors": ("safetensors", _load_safetensors),
+    ".npy": ("npy", _load_npy),
+    ".pt": ("torch", _load_torch),
+    ".pth": ("torch", _load_torch),
+    ".bin": ("torch", _load_torch),
+}
+
+
 def load_prompt(path: Path | str, *, key: str | None = None) -> SoftPrompt:
     """Loads a soft prompt from a PEFT adapter dir, .safetensors, .npy, or .pt/.bin file.
 
@@ -236,17 +246,13 @@ def load_prompt(path: Path | str, *, key: str | None = None) -> SoftPrompt:
         fmt, sha = "peft", _sha256_dir(files)
     else:
         suffix = path.suffix.lower()
-        if suffix == ".safetensors":
-            raw, fmt = _load_safetensors(path, key), "safetensors"
-        elif suffix == ".npy":
-            raw, fmt = _load_npy(path), "npy"
-        elif suffix in (".pt", ".pth", ".bin"):
-            raw, fmt = _load_torch(path, key), "torch"
-        else:
+        if suffix not in FILE_FORMATS:
             raise AuditInputError(
                 f"unsupported prompt file type '{suffix or path.name}'",
-                "pass a PEFT adapter directory, .safetensors, .npy or .pt file",
+                f"pass a PEFT adapter directory or a {', '.join(FILE_FORMATS)} file",
             )
+        fmt, loader = FILE_FORMATS[suffix]
+        raw = loader(path, key)
         sha = sha256_file(path)
     vectors = check_matrix(raw, str(path))
     return SoftPrompt(

@@ -1,0 +1,150 @@
+"""The behavioural section of the HTML and Markdown reports: tables, the impact-ratio chart and the
+conditions side by side, computed in Python from the records (templates only print)."""
+
+from __future__ import annotations
+
+from audit.records import AttributeDisparity, BehaviourResult, GroupDisparity
+from audit.report.i18n import strings
+
+CHART_W, ROW_H, LABEL_W, AXIS_MAX = 360, 22, 110, 1.5
+THRESHOLD = 0.8
+
+
+def _num(value: float | None, digits: int, lang: str) -> str:
+    if value is None:
+        return strings(lang)["b_na"]
+    text = f"{value:.{digits}f}"
+    text = text[1:] if text.startswith("-") and float(text) == 0 else text
+    return text.replace(".", ",") if lang == "es" else text
+
+
+def _p(value: float | None, lang: str) -> str:
+    if value is None:
+        return strings(lang)["b_na"]
+    text = f"{value:.2g}"
+    return text.replace(".", ",") if lang == "es" else text
+
+
+def _ci(low: float | None, high: float | None, lang: str) -> str:
+    if low is None or high is None:
+        return strings(lang)["b_na"]
+    return f"[{_num(low, 2, lang)}, {_num(high, 2, lang)}]"
+
+
+def _group_row(g: GroupDisparity, lang: str) -> dict:
+    t = strings(lang)
+    marks = [t["b_small"]] if g.small_sample or g.low_share else []
+    if g.cannot_reach_significance:
+        marks.append(t["b_cannot"])
+    flagged = (
+        g.impact_ratio is not None
+        and g.q_value is not None
+        and g.impact_ratio < THRESHOLD
+        and g.q_value < 0.05
+    )
+    return {
+        "group": g.id,
+        "n": str(g.n),
+        "selection_rate": _num(g.selection_rate, 3, lang),
+        "mean_p": _num(g.mean_p_positive, 3, lang),
+        "impact_ratio": t["b_reference_row"] if g.is_reference else _num(g.impact_ratio, 2, lang),
+        "ci": "" if g.is_reference else _ci(g.ci_low, g.ci_high, lang),
+        "effect": "" if g.is_reference else _num(g.effect_size, 2, lang),
+        "p": "" if g.is_reference else _p(g.p_value, lang),
+        "q": "" if g.is_reference else _p(g.q_value, lang),
+        "marks": "; ".join(marks),
+        "flagged": flagged,
+    }
+
+
+def _x(value: float) -> float:
+    return round(LABEL_W + min(max(value, 0.0), AXIS_MAX) / AXIS_MAX * CHART_W, 1)
+
+
+def chart(attribute: AttributeDisparity) -> dict:
+    """SVG geometry: one row per group, a dot at the impact ratio and a whisker over its CI."""
+    rows = []
+    for i, g in enumerate(attribute.groups):
+        y = 18 + i * ROW_H
+        ratio = 1.0 if g.is_reference else g.impact_ratio
+        rows.append(
+            {
+                "label": g.id,
+                "y": y,
+                "ty": y + 4,
+                "cx": None if ratio is None else _x(ratio),
+                "x1": None if g.ci_low is None else _x(g.ci_low),
+                "x2": None if g.ci_high is None else _x(g.ci_high),
+                "flagged": ratio is not None and ratio < THRESHOLD and not g.is_reference,
+            }
+        )
+    height = 18 + len(rows) * ROW_H
+    ticks = [{"x": _x(v), "label": f"{v:g}"} for v in (0.0, 0.5, 0.8, 1.0, 1.5)]
+    return {
+        "width": LABEL_W + CHART_W + 20,
+        "height": height + 18,
+        "axis_y": height,
+        "tick_y": height + 14,
+        "threshold_x": _x(THRESHOLD),
+        "rows": rows,
+        "ticks": ticks,
+    }
+
+
+def behaviour_view(b: BehaviourResult, lang: str) -> dict:
+    t = strings(lang)
+    attributes = []
+    for a in b.soft.attributes:
+        reference = (
+            a.reference_group
+            if a.reference_given
+            else t["b_reference_auto"].format(reference=a.reference_group)
+        )
+        attributes.append(
+            {
+                "title": t["b_attribute"].format(attribute=a.id, slot=a.slot, reference=reference),
+                "rows": [_group_row(g, lang) for g in a.groups],
+                "chart": chart(a),
+            }
+        )
+    side = []
+    for index, a in enumerate(b.soft.attributes):
+        cells = []
+        for g in a.groups:
+            row = [g.id]
+            for c in b.conditions:
+                other = c.attributes[index].groups
+                match = next(x for x in other if x.id == g.id)
+                if match.is_reference:
+                    row.append(t["b_reference_row"])
+                else:
+                    row.append(f"{_num(match.impact_ratio, 2, lang)} (q {_p(match.q_value, lang)})")
+            cells.append(row)
+        side.append({"attribute": a.id, "rows": cells})
+    return {
+        "verdict": b.verdict[lang],
+        "risk": b.risk.label,
+        "suite": f"{b.suite_id} {b.suite_version} (sha256 {b.suite_sha256})",
+        "probes": t["b_probes"].format(
+            n_templates=b.n_templates,
+            n_renderings=b.n_renderings,
+            n_texts=b.n_texts,
+            pos=repr(b.answers[0]),
+            neg=repr(b.answers[1]),
+        ),
+        "conditions": [
+            {
+                "label": t[f"b_{c.id}"],
+                "text": c.prompt_text or "",
+                "accuracy": _num(c.task_accuracy, 3, lang) + f" (n {c.n_labelled})",
+            }
+            for c in b.conditions
+        ],
+        "condition_labels": [t[f"b_{c.id}"] for c in b.conditions],
+        "attributes": attributes,
+        "side": side,
+        "test": b.test,
+        "ci_method": b.ci_method,
+        "family": b.family,
+        "rule": b.rule[lang],
+    }

@@ -1,0 +1,65 @@
+"""The Markdown summary for pull-request comments (the HTML report's strings and view model)."""
+
+from __future__ import annotations
+
+from audit.records import AuditResult
+from audit.report.html import view_model
+from audit.report.load import canonical
+
+
+def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) -> str:
+    """A short Markdown summary for pull-request comments (same strings as the HTML report)."""
+    vm = view_model(canonical(result), lang)
+    t = vm["t"]
+    lines = [f"## {_md(t['md_title'].format(risk=vm['risk_badge']))}", "", _md(vm["verdict"]), ""]
+    lines.append("| " + " | ".join(_md(label) for label, _ in vm["numbers"]) + " |")
+    lines.append("|" + "---|" * len(vm["numbers"]))
+    lines.append("| " + " | ".join(_md(value) for _, value in vm["numbers"]) + " |")
+    lines.append("")
+    header = [t["method"], t["projected_text"]] + ([t["prompt_f1"]] if vm["reference"] else [])
+    lines.append("| " + " | ".join(_md(h) for h in header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in vm["projected"]:
+        cells = [row["method"], row["text"]] + ([row["f1"]] if vm["reference"] else [])
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines.append("")
+    if vm["b"]:
+        lines += _behaviour(vm["b"], t)
+    if vm["flags"]:
+        lines += [f"### {_md(t['md_top_flags'])}", ""]
+        lines += [
+            f"- **{_md(f['severity_label'])}**: {_md(f['explanation'])}" for f in vm["flags"][:max_flags]
+        ]
+    else:
+        lines.append(_md(t["no_flags"]))
+    return "\n".join(lines) + "\n"
+
+
+def _behaviour(b: dict, t: dict) -> list[str]:
+    """The behavioural check: verdict, suite, and the soft prompt's table per attribute."""
+    lines = [f"### {_md(t['b_title'])}", "", _md(b["verdict"]), "", _md(f"{t['b_suite']}: {b['suite']}"), ""]
+    header = [t["b_group"], t["b_n"], t["b_selection_rate"], t["b_impact_ratio"], t["b_ci"], t["b_q"]]
+    for a in b["attributes"]:
+        lines += [f"**{_md(a['title'])}**", ""]
+        lines.append("| " + " | ".join(_md(h) for h in header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for r in a["rows"]:
+            cells = [r["group"], r["n"], r["selection_rate"], r["impact_ratio"], r["ci"], r["q"]]
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _md(value: object) -> str:
+    """Escapes text for a Markdown table cell (pipes, backticks, HTML brackets, newlines)."""
+    text = str(value).replace("\n", " ")
+    for char, escaped in (
+        ("&", "&amp;"),
+        ("\\", "\\\\"),
+        ("|", "\\|"),
+        ("`", "\\`"),
+        ("<", "&lt;"),
+        (">", "&gt;"),
+    ):
+        text = text.replace(char, escaped)
+    return text
