@@ -1,0 +1,1 @@
+"""The behavioural stage: run the model with the soft prompt on counterfactual probes."""
