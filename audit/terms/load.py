@@ -14,6 +14,7 @@ from pathlib import Path
 
 from audit.errors import AuditInputError
 from audit.records import Severity
+from audit.terms.match import normalize
 from audit.terms.schema import (
     ID_PATTERN,
     KINDS,
@@ -223,17 +224,39 @@ def load_wordlists(
                 active.pop(term.id, None)
             else:
                 active[term.id] = term
-    wanted = set(languages) if languages else None
+    wanted = _languages(languages, {t.language for t in active.values()}) if languages is not None else None
     terms = tuple(
         sorted((t for t in active.values() if wanted is None or t.language in wanted), key=lambda t: t.id)
     )
+    if not terms:  # fail closed: an audit against no terms would report LOW having checked nothing
+        raise AuditInputError(
+            "no sensitive terms to audit against (every listed term is deprecated)", "check --wordlists"
+        )
     files = tuple(f for f, _ in loaded if wanted is None or f.language in wanted)
-    rules = load_allowlist(allowlist) if allowlist else ()
+    rules = load_allowlist(allowlist, terms) if allowlist else ()
     return Wordlists(str(manifest.get("bundle_version", "0")), files, terms, rules)
 
 
-def load_allowlist(path: Path) -> tuple[AllowRule, ...]:
-    """Allow-list TOML: ``[[allow]]`` tables with form, language, reason, optional category/tokenizer."""
+def _languages(requested: tuple[str, ...], available: set[str]) -> set[str]:
+    """The requested languages, case-insensitively; an unknown or empty choice is an error (fail closed)."""
+    choices = ", ".join(sorted(available))
+    wanted = {code.strip().lower() for code in requested if code.strip()}
+    if not wanted:
+        raise AuditInputError("--lang names no language", f"choose from {choices} (default es,en)")
+    unknown = sorted(wanted - available)
+    if unknown:
+        raise AuditInputError(
+            f"--lang {','.join(unknown)}: no wordlists in that language",
+            f"choose from {choices} (ISO 639-1 codes), or add lists with --wordlists",
+        )
+    return wanted
+
+
+def load_allowlist(path: Path, terms: tuple[Term, ...] = ()) -> tuple[AllowRule, ...]:
+    """Allow-list TOML: ``[[allow]]`` tables with form, language, reason, optional category/tokenizer.
+
+    With ``terms``, a rule whose form matches none of their lemmas or forms is an error: a typo would
+    otherwise silently suppress nothing."""
     path = Path(path)
     if not path.is_file():
         raise AuditInputError(f"--allowlist {path} does not exist", "check the path")
@@ -262,4 +285,14 @@ def load_allowlist(path: Path) -> tuple[AllowRule, ...]:
                 tokenizer=raw.get("tokenizer"),
             )
         )
+    if terms:
+        known = {(t.language, normalize(f)) for t in terms for f in (t.lemma, *t.forms)}
+        for rule in rules:
+            if (rule.language, normalize(rule.form)) not in known:
+                line = line_of(text, rule.form) or 1
+                raise AuditInputError(
+                    f"{path}:{line}: allow entry '{rule.form}' ({rule.language}) names no term of the active "
+                    "wordlists",
+                    "fix the form or language (see `prompt-audit wordlists list`), or remove the entry",
+                )
     return tuple(rules)
