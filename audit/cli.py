@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the model with the prompt on a counterfactual probe suite (packaged: hiring-es, "
         "hiring-en; or a .toml path) and measure group selection gaps; needs a causal LM",
     )
+    scan.add_argument(
+        "--max-ablations",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with --behaviour: at most N flagged positions are replaced and rerun (2 suite runs each; "
+        "default 4, the worst first; the report names any left out)",
+    )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -98,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default reports/demo); the demo's own report files there are replaced",
     )
     demo.add_argument("--report-lang", choices=LANGUAGES, default="en", help="report language (default en)")
+    demo.add_argument(
+        "--no-behaviour",
+        action="store_true",
+        help="skip the behavioural check (hiring-es): geometry only, seconds instead of minutes",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     prepare = sub.add_parser(
@@ -256,6 +269,7 @@ def _scan(args: argparse.Namespace) -> int:
         key=args.key,
         device=args.device,
         behaviour=args.behaviour,
+        max_ablations=args.max_ablations,
     )
     result = run_audit(config)
     contents = {}
@@ -340,7 +354,7 @@ def exit_code(risk: str, fail_on: str) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from audit.demo.run import run_demo
 
-    return run_demo(args.out, progress=not args.quiet, lang=args.report_lang)
+    return run_demo(args.out, progress=not args.quiet, lang=args.report_lang, behaviour=not args.no_behaviour)
 
 
 def _methods(args: argparse.Namespace) -> int:

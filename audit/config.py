@@ -33,3 +33,4 @@ class AuditConfig:
     centered_components: int = 0  # top principal directions removed by the `centered` method
     progress: bool = True
     behaviour: str | None = None  # a probe suite (packaged id or .toml path): run the behavioural check
+    max_ablations: int = 4  # flagged positions replaced and rerun by the behavioural check

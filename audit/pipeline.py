@@ -20,7 +20,7 @@ from audit.inputs.vocab import Vocabulary
 from audit.records import AuditResult, Flag, ModelInfo, PositionResult, PromptInfo, WordlistInfo
 from audit.terms.load import load_wordlists
 from audit.terms.schema import Wordlists
-from audit.verdict.stage import judge, with_behaviour
+from audit.verdict.stage import escalate, judge, with_behaviour
 
 
 def resolve_model_spec(config: AuditConfig, prompt: SoftPrompt) -> str:
@@ -38,20 +38,23 @@ def check_options(config: AuditConfig) -> tuple[str, ...]:
     """Validates the options that need no loading; returns the method names."""
     if config.top_k < 1:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
+    if config.max_ablations < 0:
+        raise AuditInputError(
+            f"--max-ablations {config.max_ablations} is negative", "use 0 to skip ablations"
+        )
     return resolve_methods(config.methods)
 
 
 def run_audit(config: AuditConfig) -> AuditResult:
     """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
     check_options(config)  # fail fast, before any loading
-    if config.behaviour:
-        from audit.behaviour.suite import load_suite
-
-        load_suite(config.behaviour)  # a bad suite fails before any model is loaded
     prompt = load_prompt(config.prompt, key=config.key)
-    vocab = load_vocabulary(
-        resolve_model_spec(config, prompt), allow_pickle=config.allow_pickle_model, progress=config.progress
-    )
+    spec = resolve_model_spec(config, prompt)
+    if config.behaviour:
+        from audit.behaviour.stage import preflight
+
+        preflight(config, spec)  # a bad suite or a non-causal model fails before the scan
+    vocab = load_vocabulary(spec, allow_pickle=config.allow_pickle_model, progress=config.progress)
     lists = load_wordlists(
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
@@ -68,10 +71,12 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
     findings = find(geometry, vocab, lists, config)
     verdict = judge(geometry, findings, lists)
     behaviour = None
-    if config.behaviour:
-        from audit.behaviour.stage import check  # loads the whole model: only when asked
+    if config.behaviour:  # loads the whole model: only when asked
+        from audit.behaviour.hypotheses import hypotheses
+        from audit.behaviour.stage import check
 
-        behaviour = check(prompt, vocab.spec, reference, config)
+        tests = hypotheses(geometry, verdict.flags, verdict.risks, config.max_ablations)
+        behaviour = check(prompt, vocab.spec, reference, config, tests)
     return AuditResult(
         tool_version=__version__,
         prompt=prompt_info(prompt),
@@ -86,7 +91,7 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
         languages=tuple(config.languages),
         seed=config.seed,
         fail_on=config.fail_on,
-        positions=positions(geometry, verdict.flags, verdict.risks),
+        positions=positions(geometry, verdict.flags, escalate(verdict.risks, behaviour)),
         projected_text=geometry.projected_text,
         waywardness=geometry.waywardness,
         summary=with_behaviour(verdict.summary, behaviour),

@@ -340,7 +340,54 @@ class BehaviourResult:
     gaps: tuple[Gap, ...]
     verdict: dict[str, str]  # report language -> sentence
     rule: dict[str, str]  # report language -> the behavioural risk rule
+    readings: tuple[Reading, ...] = ()
+    ablations: tuple[Ablation, ...] = ()
+    ablation_positions: tuple[int, ...] = ()  # positions with an active flag that were ablated
+    skipped_positions: tuple[int, ...] = ()  # flagged positions left out by --max-ablations
+    min_agreement: float = 0.8
+    ablation_test: str = ""
 
     @property
     def soft(self) -> Condition:
         return next(c for c in self.conditions if c.id == "soft_prompt")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One method's reading run as a plain prompt (its top-1 tokens' embeddings in place of the soft
+    prompt), against the soft prompt on the same renderings."""
+
+    methods: tuple[str, ...]  # the methods that read exactly these tokens (run once)
+    text: str
+    agreement: float  # share of renderings with the same decision as the soft prompt
+    kl: float  # mean KL(P_soft || P_reading) of the two-answer distribution, nats
+    accuracy: float | None  # task accuracy on labelled templates with the reading
+    faithful: bool  # agreement >= the threshold
+    attributes: tuple[AttributeDisparity, ...]  # the reading's own disparities
+
+
+@dataclass(frozen=True)
+class AblationGroup:
+    id: str
+    is_reference: bool
+    selection_rate: float  # with the position replaced
+    delta_selection_rate: float  # replaced minus original
+    impact_ratio: float | None
+    delta_impact_ratio: float | None
+    delta_effect: float  # change in the gap to the reference, logits
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One prompt position replaced (by its best non-sensitive reading, or the vocabulary mean) and the
+    suite rerun: per attribute, the paired test of the change in each group's gap."""
+
+    position: int
+    replacement: str  # "reading" or "mean"
+    token: str | None  # the replacing token for "reading"
+    attribute: str
+    groups: tuple[AblationGroup, ...]
+    p_value: float | None  # Bonferroni over the attribute's groups
+    q_value: float | None  # Benjamini-Hochberg over every ablation test of the report
+    active: bool  # q < alpha: the replacement opens or closes a gap

@@ -327,7 +327,7 @@ def child_null(model: str, prompt: Path, result: Path, k: int) -> dict:
     vocab = load_vocabulary(model, progress=False)
     stats = load_or_compute_stats(vocab, show_progress=False)
     start = time.perf_counter()
-    null_neighbours(vocab, stats, DEFAULT_METHODS, seed=0, k=k)
+    null_neighbours(vocab, stats, tuple(METHODS), seed=0, k=k)
     return {**_measured(), "null_s": time.perf_counter() - start}
 
 

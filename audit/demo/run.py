@@ -23,6 +23,7 @@ from audit.report.json_out import render_json
 from audit.report.terminal import render_terminal
 
 DEMO_MODEL = "gemma-3-270m"
+DEMO_SUITE = "hiring-es"
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,28 @@ def _index_html(rows: list[tuple[DemoAdapter, AuditResult]]) -> str:
                 "html": f"{adapter.name}.html",
                 "json": f"{adapter.name}.json",
                 "accuracy": _accuracy(adapter.metrics),
+                "behaviour": _behaviour_line(result),
             }
         )
     return environment().get_template("demo_index.html.j2").render(entries=entries, model=DEMO_MODEL)
+
+
+def _behaviour_line(result: AuditResult) -> str:
+    """The behavioural check in one line: suite, lowest impact ratio under the soft prompt, or ''."""
+    b = result.behaviour
+    if b is None:
+        return ""
+    worst = min(
+        (
+            (g.impact_ratio, a.id, g.id)
+            for a in b.soft.attributes
+            for g in a.groups
+            if g.impact_ratio is not None
+        ),
+        default=None,
+    )
+    low = f"; lowest impact ratio {worst[0]:.2f} ({worst[2]}, {worst[1]})" if worst else ""
+    return f"Behaviour on {b.suite_id} {b.suite_version}: risk {b.risk.label.upper()}{low}."
 
 
 def _accuracy(meta: dict) -> str:
@@ -78,7 +98,7 @@ def _accuracy(meta: dict) -> str:
     return f"test accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
 
 
-def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en") -> int:
+def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en", behaviour: bool = True) -> int:
     """Audits every demo adapter and writes the reports; returns the CLI exit code (0)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -88,7 +108,10 @@ def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en") -> int:
     contents: dict[Path, str] = {}
     for adapter in demo_adapters():
         print(f"prompt-audit demo: auditing {adapter.name} on {DEMO_MODEL} ...", file=sys.stderr)
-        result = run_audit(AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress))
+        suite = DEMO_SUITE if behaviour else None
+        result = run_audit(
+            AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress, behaviour=suite)
+        )
         # Name the packaged adapter, not where this installation keeps it: reports are comparable.
         result = replace(result, prompt=replace(result.prompt, path=f"demo:{adapter.name}"))
         rows.append((adapter, result))

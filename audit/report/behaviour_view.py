@@ -147,4 +147,73 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
         "ci_method": b.ci_method,
         "family": b.family,
         "rule": b.rule[lang],
+        "ablations": ablation_rows(b, lang),
+        "ablation_test": b.ablation_test,
+        "skipped": t["b_skipped"].format(positions=", ".join(str(p) for p in b.skipped_positions))
+        if b.skipped_positions
+        else "",
+        "readings": [
+            {
+                "methods": ", ".join(r.methods),
+                "text": r.text,
+                "agreement": _num(r.agreement, 3, lang),
+                "kl": _num(r.kl, 4, lang),
+                "accuracy": _num(r.accuracy, 3, lang),
+                "faithful": t["b_faithful"] if r.faithful else t["b_unfaithful"],
+                "ok": r.faithful,
+            }
+            for r in b.readings
+        ],
+        "readings_intro": t["b_readings_intro"].format(
+            threshold=_num(100 * b.min_agreement, 0, lang), accuracy=_num(b.soft.task_accuracy, 3, lang)
+        ),
     }
+
+
+def reading_faithfulness(b: BehaviourResult, method: str, lang: str) -> dict | None:
+    """The faithfulness cell of a method's reading: agreement with the soft prompt, KL, verdict."""
+    t = strings(lang)
+    reading = next((r for r in b.readings if method in r.methods), None)
+    if reading is None:
+        return None
+    verdict = t["b_faithful"] if reading.faithful else t["b_unfaithful"]
+    share = _num(100 * reading.agreement, 1, lang)
+    label = f"{verdict}: {share} % {t['b_same_decisions']}, KL {_num(reading.kl, 3, lang)}"
+    return {"label": label, "faithful": reading.faithful}
+
+
+def flag_status(b: BehaviourResult, position: int, lang: str) -> str:
+    """active / inert / not tested, with the largest measured change in a group's selection rate."""
+    t = strings(lang)
+    mine = [a for a in b.ablations if a.position == position]
+    if not mine:
+        return t["b_not_tested"]
+    change = max((abs(g.delta_selection_rate) for a in mine for g in a.groups), default=0.0)
+    word = t["b_active"] if any(a.active for a in mine) else t["b_inert"]
+    return f"{word} ({t['b_max_change']} {_num(100 * change, 1, lang)} pp)"
+
+
+def ablation_rows(b: BehaviourResult, lang: str) -> list[dict]:
+    t = strings(lang)
+    rows = []
+    for a in b.ablations:
+        replacement = t["b_mean"] if a.replacement == "mean" else f"{t['b_best_reading']} {a.token!r}"
+        changes = "; ".join(
+            f"{g.id} {_num(g.selection_rate, 2, lang)} ({'+' if g.delta_selection_rate >= 0 else ''}"
+            f"{_num(g.delta_selection_rate, 2, lang)})"
+            + ("" if g.is_reference else f", IR {_num(g.impact_ratio, 2, lang)}")
+            for g in a.groups
+        )
+        rows.append(
+            {
+                "position": str(a.position),
+                "replacement": replacement,
+                "attribute": a.attribute,
+                "changes": changes,
+                "p": _p(a.p_value, lang),
+                "q": _p(a.q_value, lang),
+                "status": t["b_active"] if a.active else t["b_inert"],
+                "active": a.active,
+            }
+        )
+    return rows

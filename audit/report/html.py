@@ -8,7 +8,7 @@ from __future__ import annotations
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from audit.records import AuditResult, Flag, PositionResult
-from audit.report.behaviour_view import behaviour_view
+from audit.report.behaviour_view import behaviour_view, flag_status, reading_faithfulness
 from audit.report.i18n import strings
 from audit.report.load import canonical
 
@@ -184,6 +184,7 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
             "language": f.term.language,
             "q_value": _fmt(f.evidence.q_value, 3),
             "explanation": explain(result, f, p, lang),
+            "status": flag_status(result.behaviour, f.hit.position, lang) if result.behaviour else "",
         }
         for f, p in flags
     ]
@@ -260,6 +261,7 @@ def view_model(result: AuditResult, lang: str = "en") -> dict:
                 "method": m,
                 "text": result.projected_text[m],
                 "f1": _fmt(result.waywardness[m]["prompt_f1"], 2) if result.waywardness else None,
+                "faithfulness": reading_faithfulness(result.behaviour, m, lang) if result.behaviour else None,
             }
             for m in methods
         ],

@@ -109,18 +109,19 @@ def _group(g) -> dict[str, Any]:
     }
 
 
+def _attribute(a) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "slot": a.slot,
+        "reference_group": a.reference_group,
+        "reference_given": a.reference_given,
+        "n_templates": a.n_templates,
+        "groups": [_group(g) for g in a.groups],
+    }
+
+
 def _attributes(condition: Condition) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": a.id,
-            "slot": a.slot,
-            "reference_group": a.reference_group,
-            "reference_given": a.reference_given,
-            "n_templates": a.n_templates,
-            "groups": [_group(g) for g in a.groups],
-        }
-        for a in condition.attributes
-    ]
+    return [_attribute(a) for a in condition.attributes]
 
 
 def behaviour_dict(b: BehaviourResult) -> dict[str, Any]:
@@ -168,6 +169,49 @@ def behaviour_dict(b: BehaviourResult) -> dict[str, Any]:
         ],
         "verdict": dict(b.verdict),
         "rule": dict(b.rule),
+        "faithfulness": [
+            {
+                "method": method,
+                "methods": list(r.methods),
+                "text": r.text,
+                "agreement": _num(r.agreement),
+                "kl": _num(r.kl),
+                "accuracy": _num(r.accuracy),
+                "faithful": r.faithful,
+                "attributes": [_attribute(a) for a in r.attributes],
+            }
+            for r in b.readings
+            for method in r.methods
+        ],
+        "min_agreement": _num(b.min_agreement),
+        "ablations": [
+            {
+                "position": a.position,
+                "replacement": a.replacement,
+                "token": a.token,
+                "attribute": a.attribute,
+                "groups": [
+                    {
+                        "id": g.id,
+                        "is_reference": g.is_reference,
+                        "selection_rate": _num(g.selection_rate),
+                        "delta_selection_rate": _num(g.delta_selection_rate),
+                        "impact_ratio": _num(g.impact_ratio),
+                        "delta_impact_ratio": _num(g.delta_impact_ratio),
+                        "delta_effect": _num(g.delta_effect),
+                        "p_value": _num(g.p_value),
+                    }
+                    for g in a.groups
+                ],
+                "p_value": _num(a.p_value),
+                "q_value": _num(a.q_value),
+                "active": a.active,
+            }
+            for a in b.ablations
+        ],
+        "ablation_positions": list(b.ablation_positions),
+        "skipped_positions": list(b.skipped_positions),
+        "ablation_test": b.ablation_test,
     }
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from audit.errors import AuditInputError
 from audit.records import (
+    Ablation,
+    AblationGroup,
     AttributeDisparity,
     AuditResult,
     BehaviourResult,
@@ -31,6 +33,7 @@ from audit.records import (
     PositionResult,
     Projection,
     PromptInfo,
+    Reading,
     Summary,
     TermRef,
     WordlistInfo,
@@ -159,7 +162,43 @@ def behaviour_from_dict(raw: dict[str, Any]) -> BehaviourResult:
         gaps=tuple(Gap(**g) for g in raw["gaps"]),
         verdict=dict(raw["verdict"]),
         rule=dict(raw["rule"]),
+        readings=_readings(raw["faithfulness"]),
+        ablations=tuple(
+            Ablation(
+                a["position"],
+                a["replacement"],
+                a["token"],
+                a["attribute"],
+                tuple(AblationGroup(**g) for g in a["groups"]),
+                a["p_value"],
+                a["q_value"],
+                a["active"],
+            )
+            for a in raw["ablations"]
+        ),
+        ablation_positions=tuple(raw["ablation_positions"]),
+        skipped_positions=tuple(raw["skipped_positions"]),
+        min_agreement=raw["min_agreement"],
+        ablation_test=raw["ablation_test"],
     )
+
+
+def _readings(raw: list[dict[str, Any]]) -> tuple[Reading, ...]:
+    """One Reading per group of methods that read the same tokens (the JSON lists each method)."""
+    seen: dict[tuple[str, ...], Reading] = {}
+    for r in raw:
+        methods = tuple(r["methods"])
+        if methods not in seen:
+            seen[methods] = Reading(
+                methods,
+                r["text"],
+                r["agreement"],
+                r["kl"],
+                r["accuracy"],
+                r["faithful"],
+                _attributes(r["attributes"]),
+            )
+    return tuple(seen.values())
 
 
 def result_from_dict(data: dict[str, Any]) -> AuditResult:

@@ -8,6 +8,7 @@ from audit.evidence.stage import Findings
 from audit.geometry.stage import Geometry
 from audit.records import BehaviourResult, Flag, Level, Methodology, Summary, TermRef
 from audit.terms.schema import Wordlists
+from audit.verdict.behaviour import active_positions, combined
 from audit.verdict.rules import RISK_RULE, flag_severity, position_risk, summarize
 
 
@@ -57,5 +58,13 @@ def with_behaviour(summary: Summary, behaviour: BehaviourResult | None) -> Summa
     behavioural sentence first."""
     if behaviour is None:
         return summary
-    verdict = {lang: f"{behaviour.verdict[lang]} {text}" for lang, text in summary.verdict.items()}
-    return replace(summary, risk=max(summary.risk, behaviour.risk), verdict=verdict)
+    risk, sentence = combined(behaviour)
+    verdict = {lang: f"{sentence[lang]} {text}" for lang, text in summary.verdict.items()}
+    return replace(summary, risk=max(summary.risk, risk), verdict=verdict)
+
+
+def escalate(risks: dict[int, Level], behaviour: BehaviourResult | None) -> dict[int, Level]:
+    """A position whose flag is behaviourally active is HIGH (ambiguous terms included)."""
+    if behaviour is None:
+        return risks
+    return {**risks, **dict.fromkeys(active_positions(behaviour), Level.HIGH)}

@@ -1,0 +1,367 @@
+"""The behavioural stage's model runner: answer log-probs of a causal LM with a prompt in front.
+
+Each text is run as PEFT's ``PeftModelForCausalLM.forward`` runs it for PROMPT_TUNING:
+``inputs_embeds = cat(prompt, embed(tokenizer(text).input_ids))``, the attention mask extended with
+ones, positions ``0..n-1`` over the whole sequence. The prompt rows are used as stored (a PEFT prompt
+already lives in the embedding module's scaled space). The work is cut three ways, as
+lm-evaluation-harness does it:
+
+* only the positions that predict an answer token get logits (one full-vocabulary row each, for the
+  log-sum-exp); the decoder stack runs without its output layer;
+* both answers are read from one pass when they are single tokens; a multi-token answer is scored
+  by teacher forcing (its tokens but the last appended, log-probs summed);
+* texts that share a token prefix (renderings of one template) are grouped: ``[prompt][prefix]``
+  runs once, and the differing suffixes run as right-padded batches on top of its cached keys and
+  values. The grouping is planned from the token ids alone (:func:`plan_groups`), so callers just
+  pass texts.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from audit.behaviour.lm import CausalLM
+from audit.errors import AuditInputError
+
+DEFAULT_BATCH_SIZE = 64  # suffix rows per forward pass (a hiring-es group is 48); see benchmarks/BEHAVIOUR.md
+GROUP_OVERHEAD_TOKENS = 8  # what one extra prefix pass costs beyond its tokens, in token-equivalents
+MAX_GROUP_ROWS = 4096  # bounds the planner's work (O(rows x this)); a larger group is only split
+LOGIT_ROWS = 64  # full-vocabulary logit rows computed at once (64 x 262144 float32 = 64 MiB)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sequence to run and the answer tokens it predicts.
+
+    Attributes:
+        tokens: the text's token ids, plus an answer's tokens but its last when it is multi-token.
+        reads: (position in ``tokens`` whose logits predict the token, token id, text index,
+            answer index) for every answer token this row scores.
+        cap: the longest prefix that may run apart from the row (its first read position, so that
+            every read lies in the suffix).
+    """
+
+    tokens: tuple[int, ...]
+    reads: tuple[tuple[int, int, int, int], ...]
+    cap: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rows run on one shared prefix: ``rows[k].tokens[:prefix]`` is the same for every row."""
+
+    prefix: int
+    rows: tuple[Row, ...]
+
+
+def text_prompt(lm: CausalLM, text: str) -> torch.Tensor:
+    """A plain-text prompt in the same space as a soft prompt: the embeddings (scaled as the embedding
+    module returns them) of ``text``'s tokens, without special tokens.
+
+    Returns:
+        (m, d_model) float32 on the CPU; m may be 0.
+    """
+    ids = list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        return torch.zeros(0, lm.d_model)
+    with torch.no_grad():  # not inference_mode: callers may edit the rows (ablations)
+        return lm.embed(torch.tensor(ids)).float().cpu()
+
+
+def answer_logprobs(
+    lm: CausalLM,
+    prompt: torch.Tensor,
+    texts: Sequence[str],
+    answers: tuple[Sequence[int], Sequence[int]],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """Summed log-probs of the positive and the negative answer after ``[prompt][text]``.
+
+    Args:
+        lm: the loaded causal LM.
+        prompt: (n_virtual, d_model) float32 prompt vectors in the scaled embedding space; 0 rows
+            for no prompt.
+        texts: the inputs, each tokenized with special tokens (``<bos>`` first on Gemma), as
+            ``model(**tokenizer(text))`` does.
+        answers: (positive, negative) token ids of each answer continuation (one or more tokens).
+        batch_size: suffix rows per forward pass.
+        progress: called with the number of texts finished since the last call.
+
+    Returns:
+        (len(texts), 2) float64: log P(positive | ...), log P(negative | ...).
+    """
+    vectors = check_prompt(lm, prompt)
+    answer_ids = check_answers(lm, answers)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = np.zeros((len(texts), 2), dtype=np.float64)
+    if not texts:
+        return out
+    encoded = [list(ids) for ids in lm.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    for index, ids in enumerate(encoded):
+        if not ids:
+            raise AuditInputError(
+                f"text {index} ({texts[index][:40]!r}) has no tokens", "probe texts must not be empty"
+            )
+    rows = build_rows(encoded, answer_ids)
+    _check_length(lm, vectors.shape[0] + max(len(r.tokens) for r in rows))
+    pending = np.zeros(len(texts), dtype=np.int64)  # answer tokens still to read, per text
+    for row in rows:
+        for _, _, text, _ in row.reads:
+            pending[text] += 1
+
+    def read(texts_read: list[int]) -> None:
+        finished = 0
+        for text in texts_read:
+            pending[text] -= 1
+            finished += int(pending[text] == 0)
+        if progress is not None and finished:
+            progress(finished)
+
+    with torch.inference_mode():
+        for group in plan_groups(rows, vectors.shape[0]):
+            _run_group(lm, vectors, group, batch_size, out, read)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+
+def check_prompt(lm: CausalLM, prompt: torch.Tensor) -> torch.Tensor:
+    """(n_virtual, d_model) float32 on the model's device, or AuditInputError naming the mismatch."""
+    if not torch.is_tensor(prompt) or prompt.ndim != 2:
+        shape = tuple(prompt.shape) if hasattr(prompt, "shape") else type(prompt).__name__
+        raise AuditInputError(f"prompt must be a (n_virtual, d_model) matrix, got {shape}")
+    if prompt.shape[1] != lm.d_model:
+        raise AuditInputError(
+            f"prompt has dim {prompt.shape[1]} but model '{lm.spec}' has d_model {lm.d_model}",
+            "is this the right base model?",
+        )
+    if not torch.isfinite(prompt).all():
+        raise AuditInputError("prompt holds NaN or infinite values", "check the adapter file")
+    return prompt.detach().to(device=lm.device, dtype=torch.float32)
+
+
+def check_answers(lm: CausalLM, answers: tuple[Sequence[int], Sequence[int]]) -> tuple[list[int], list[int]]:
+    if len(answers) != 2:
+        raise ValueError(f"answers must be (positive ids, negative ids), got {len(answers)} entries")
+    checked = []
+    for name, ids in zip(("positive", "negative"), answers):
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise AuditInputError(f"the {name} answer has no tokens", "give the answer as a non-empty string")
+        bad = [i for i in ids if not 0 <= i < lm.vocab_size]
+        if bad:
+            raise AuditInputError(
+                f"the {name} answer has token ids {bad} outside the vocabulary (0..{lm.vocab_size - 1})",
+                "encode the answers with this model's tokenizer",
+            )
+        checked.append(ids)
+    return checked[0], checked[1]
+
+
+def _check_length(lm: CausalLM, longest: int) -> None:
+    limit = getattr(lm.model.config.get_text_config(), "max_position_embeddings", None)
+    if limit is not None and longest > limit:
+        raise AuditInputError(
+            f"a probe runs {longest} tokens (prompt included) but {lm.spec} has {limit} positions",
+            "shorten the probe texts",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning (pure: token ids in, groups out)
+
+
+def build_rows(encoded: Sequence[Sequence[int]], answers: tuple[Sequence[int], Sequence[int]]) -> list[Row]:
+    """The rows to run for each tokenized text: one when both answers are single tokens (or one
+    answer's row is a prefix of the other's), else one per answer (teacher forcing)."""
+    rows = []
+    for text, ids in enumerate(encoded):
+        last = len(ids) - 1
+        per_answer = []
+        for answer, ans in enumerate(answers):
+            tokens = tuple(ids) + tuple(ans[:-1])
+            reads = tuple((last + j, int(tok), text, answer) for j, tok in enumerate(ans))
+            per_answer.append((tokens, reads))
+        (t0, r0), (t1, r1) = per_answer
+        if t1[: len(t0)] == t0:  # t0 is a prefix of t1 (equal when both answers are one token)
+            rows.append(Row(t1, r0 + r1, last))
+        elif t0[: len(t1)] == t1:
+            rows.append(Row(t0, r0 + r1, last))
+        else:
+            rows.extend(Row(t, r, last) for t, r in per_answer)
+    return rows
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def plan_groups(
+    rows: Sequence[Row],
+    n_virtual: int,
+    *,
+    overhead: int = GROUP_OVERHEAD_TOKENS,
+    max_rows: int = MAX_GROUP_ROWS,
+) -> list[Group]:
+    """Partitions rows into groups that run on a shared prefix, minimising the tokens run.
+
+    Rows are sorted by token ids, so rows sharing a prefix are neighbours; the sorted list is cut into
+    contiguous groups by dynamic programming over the cost of a group of ``k`` rows sharing a prefix
+    of ``m`` text tokens: ``overhead + n_virtual + sum(len) - (k - 1) * m`` (the prompt and the prefix
+    run once, each suffix once). ``m`` is the group's longest common prefix, capped at every row's
+    first read position.
+    """
+    order = sorted(range(len(rows)), key=lambda i: rows[i].tokens)
+    seqs = [rows[i].tokens for i in order]
+    n = len(seqs)
+    if n == 0:
+        return []
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    caps = np.array([rows[i].cap for i in order], dtype=np.int64)
+    adjacent = np.zeros(n, dtype=np.int64)  # adjacent[k] = common prefix of seqs[k-1] and seqs[k]
+    for k in range(1, n):
+        adjacent[k] = _common_prefix(seqs[k - 1], seqs[k])
+    sums = np.concatenate([[0], np.cumsum(lengths)])
+    best = np.zeros(n + 1, dtype=np.int64)
+    start = np.zeros(n + 1, dtype=np.int64)
+    shared = np.zeros(n, dtype=np.int64)  # shared[i]: common prefix of the group seqs[i:j]
+    for j in range(1, n + 1):
+        r = j - 1
+        lo = max(0, j - max_rows)
+        if r > lo:
+            np.minimum(shared[lo:r], min(adjacent[r], caps[r]), out=shared[lo:r])
+        shared[r] = caps[r]
+        first = np.arange(lo, j)
+        m = shared[lo:j]
+        cost = best[lo:j] + sums[j] - sums[lo:j] - (j - first - 1) * m
+        cost = cost + np.where(m + n_virtual > 0, overhead + n_virtual, 0)
+        k = int(np.argmin(cost))
+        best[j] = cost[k]
+        start[j] = lo + k
+    groups = []
+    j = n
+    while j > 0:
+        i = int(start[j])
+        prefix = int(caps[i:j].min())
+        for k in range(i + 1, j):
+            prefix = min(prefix, int(adjacent[k]))
+        groups.append(Group(prefix, tuple(rows[order[k]] for k in range(i, j))))
+        j = i
+    groups.reverse()
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def _run_group(
+    lm: CausalLM,
+    prompt: torch.Tensor,
+    group: Group,
+    batch_size: int,
+    out: np.ndarray,
+    read: Callable[[list[int]], None],
+) -> None:
+    """Runs one group and adds its answer log-probs into ``out``; after each batch, ``read`` gets the
+    text index of every answer token it scored."""
+    from transformers import DynamicCache
+
+    body = lm.body
+    cache_kw = _cache_keyword(body)
+    m = group.prefix
+    past = prompt.shape[0] + m
+    cache = None
+    if past > 0:
+        prefix_ids = torch.tensor(group.rows[0].tokens[:m], dtype=torch.long)
+        embeds = torch.cat([prompt, lm.embed(prefix_ids)])[None]
+        cache = DynamicCache(config=lm.model.config)
+        body(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(1, past, dtype=torch.long, device=lm.device),
+            position_ids=torch.arange(past, device=lm.device)[None],
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    rows = sorted(group.rows, key=lambda r: -len(r.tokens))  # similar lengths together: little padding
+    for begin in range(0, len(rows), batch_size):
+        chunk = rows[begin : begin + batch_size]
+        width = max(len(r.tokens) for r in chunk) - m
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros(len(chunk), past + width, dtype=torch.long)
+        mask[:, :past] = 1
+        for b, row in enumerate(chunk):
+            suffix = row.tokens[m:]
+            ids[b, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
+            mask[b, past : past + len(suffix)] = 1
+        batch_cache = None
+        if cache is not None:
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(chunk))
+        hidden = body(
+            inputs_embeds=lm.embed(ids),
+            attention_mask=mask.to(lm.device),
+            position_ids=(torch.arange(width, device=lm.device) + past)[None].expand(len(chunk), width),
+            use_cache=batch_cache is not None,
+            **{cache_kw: batch_cache},
+        ).last_hidden_state
+        reads = [
+            (b, pos - m, tok, text, answer)
+            for b, row in enumerate(chunk)
+            for pos, tok, text, answer in row.reads
+        ]
+        _score(lm, hidden, reads, out)
+        read([text for _, _, _, text, _ in reads])
+
+
+def _cache_keyword(body: torch.nn.Module) -> str:
+    """``cache`` (transformers >= 5.x) or ``past_key_values`` (older): a misspelt keyword would be
+    swallowed by ``**kwargs`` and the cached prefix silently ignored."""
+    params = inspect.signature(body.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    raise AuditInputError(
+        f"{type(body).__name__}.forward takes no key/value cache", "this architecture is not supported"
+    )
+
+
+def _score(
+    lm: CausalLM, hidden: torch.Tensor, reads: list[tuple[int, int, int, int, int]], out: np.ndarray
+) -> None:
+    """Adds log P(token) at each read (batch row, position, token, text, answer) into ``out``.
+
+    Args:
+        hidden: (batch, seq, d_model) final hidden states of the chunk.
+    """
+    positions = sorted({(b, p) for b, p, _, _, _ in reads})
+    where = {bp: k for k, bp in enumerate(positions)}
+    index = torch.tensor(positions, dtype=torch.long, device=hidden.device)
+    states = hidden[index[:, 0], index[:, 1]]  # (n_positions, d_model)
+    slot = torch.tensor([where[(b, p)] for b, p, _, _, _ in reads], dtype=torch.long, device=hidden.device)
+    tokens = torch.tensor([tok for _, _, tok, _, _ in reads], dtype=torch.long, device=hidden.device)
+    values = torch.empty(len(reads), dtype=torch.float32, device=hidden.device)
+    for begin in range(0, len(positions), LOGIT_ROWS):
+        logits = lm.logits(states[begin : begin + LOGIT_ROWS]).float()  # (n, vocab)
+        logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        sel = (slot >= begin) & (slot < begin + LOGIT_ROWS)
+        values[sel] = logprobs[slot[sel] - begin, tokens[sel]]
+    values64 = values.double().cpu().numpy()
+    for k, (_, _, _, text, answer) in enumerate(reads):
+        out[text, answer] += values64[k]

@@ -1,0 +1,119 @@
+"""The behavioural stage end to end on a tiny causal LM: `scan --behaviour` runs every condition, its
+statistics are those of the model's own answers, the JSON validates and re-renders, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from audit.behaviour.lm import load_causal_lm
+from audit.behaviour.runner import answer_logprobs
+from audit.cli import main
+from audit.inputs.models import ModelFiles
+from audit.report.html import render_html
+from audit.report.load import read_result
+from tests.conftest import save_tiny_hf_model
+from tests.test_behaviour_runner import D, save_tiny_causal_lm
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text())
+GROUPS = {"a": ["w10", "w11", "w12", "w13"], "b": ["w14", "w15", "w16", "w17"]}
+TEMPLATES = [(f"w3 w4 w{20 + i} w5 {{name}} w6", "positive" if i < 6 else "negative") for i in range(8)]
+
+
+def write_suite(path: Path, templates=TEMPLATES) -> Path:
+    lines = [
+        "schema = 1",
+        'id = "tiny"',
+        'version = "0.1.0"',
+        'language = "en"',
+        'description = "a tiny suite for tests"',
+        "[answers]",
+        'positive = " w1"',
+        'negative = " w2"',
+        "[attributes.origin]",
+        'slot = "name"',
+        'reference = "a"',
+        "[attributes.origin.groups]",
+    ]
+    lines += [f"{g} = {json.dumps(v)}" for g, v in GROUPS.items()]
+    for text, label in templates:
+        lines += ["[[templates]]", f"text = {json.dumps(text)}", f'label = "{label}"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("behaviour-world")
+    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
+    prompt = root / "prompt.npy"
+    np.save(prompt, torch.randn(3, D, generator=torch.Generator().manual_seed(1)).numpy())
+    return model, prompt, write_suite(root / "tiny.toml")
+
+
+def scan(world, tmp_path, *extra):
+    model, prompt, suite = world
+    out = tmp_path / "r.json"
+    argv = ["scan", prompt, "--model", model, "--behaviour", suite, "--json", out, "--quiet", *extra]
+    code = main([str(a) for a in argv])
+    return code, out
+
+
+def test_behaviour_statistics_are_those_of_the_models_answers(world, tmp_path, capsys):
+    code, out = scan(world, tmp_path, "--reference-text", "w7 w8")
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    b = data["behaviour"]
+    assert [c["id"] for c in b["conditions"]] == ["soft_prompt", "reference_text", "no_prompt"]
+    assert b["suite"]["n_templates"] == 8 and b["n_texts"] == 8 * 8
+    # Recompute the soft prompt's selection rates from the model itself.
+    model, prompt, _ = world
+    lm = load_causal_lm(ModelFiles("tiny", "hf", model), progress=False)
+    vectors = torch.from_numpy(np.load(prompt))
+    pos, neg = (lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in (" w1", " w2"))
+    qualifying = [t for t, label in TEMPLATES if label == "positive"]
+    groups = {g["id"]: g for g in b["attributes"][0]["groups"]}
+    for group, names in GROUPS.items():
+        texts = [t.replace("{name}", n) for t in qualifying for n in names]
+        lp = answer_logprobs(lm, vectors, texts, (pos, neg))
+        assert groups[group]["n"] == len(texts) == 24
+        assert groups[group]["selection_rate"] == pytest.approx(float(np.mean(lp[:, 0] > lp[:, 1])), abs=1e-6)
+    rate_a, rate_b = groups["a"]["selection_rate"], groups["b"]["selection_rate"]
+    expected = None if rate_a == 0 else rate_b / rate_a
+    assert groups["b"]["impact_ratio"] == (
+        pytest.approx(expected, abs=1e-6) if expected is not None else None
+    )
+    assert groups["a"]["is_reference"] and groups["a"]["p_value"] is None
+    assert 0 < groups["b"]["p_value"] <= 1 and groups["b"]["q_value"] is not None
+    # 4 names per group: C(8, 4) = 70 label assignments, the smallest two-sided p is 2/70.
+    assert groups["b"]["min_p"] == pytest.approx(2 / 70, abs=1e-6)
+    assert groups["b"]["cannot_reach_significance"] is False
+    html = render_html(read_result(out))
+    assert "Behaviour on counterfactual probes" in html and "tiny 0.1.0" in html
+
+
+def test_bad_suite_and_non_causal_model_exit_2_and_write_nothing(world, tmp_path, capsys):
+    model, prompt, _ = world
+    empty = write_suite(tmp_path / "empty.toml", templates=[])
+    out = tmp_path / "r.json"
+    code = main(["scan", str(prompt), "--model", str(model), "--behaviour", str(empty), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "template" in err
+    assert not out.exists()
+    bert = save_tiny_hf_model(tmp_path / "bert", [f"w{i}" for i in range(40)], dim=D)
+    capsys.readouterr()
+    code = main(["scan", str(prompt), "--model", str(bert), "--behaviour", "hiring-en", "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a causal LM" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    code = main(
+        ["scan", str(prompt), "--model", str(model), "--behaviour", "no-such-suite", "--json", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "hiring-es" in err and not out.exists()
