@@ -54,7 +54,7 @@ def test_committed_adapters_load_with_peft_on_the_packaged_gemma():
 
 
 def test_demo_end_to_end(tmp_path, capsys):
-    assert run_demo(tmp_path, progress=False) == 0
+    assert run_demo(tmp_path, progress=False, behaviour=False) == 0
     out = capsys.readouterr().out
     assert "index.html" in out
     index = (tmp_path / "index.html").read_text()
