@@ -14,6 +14,7 @@ from pathlib import Path
 from audit import __version__
 from audit.config import (
     DEFAULT_LANGUAGES,
+    DEFAULT_MAX_ABLATIONS,
     DEFAULT_SEED,
     DEFAULT_TOP_K,
     DEVICE_CHOICES,
@@ -75,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--max-ablations",
         type=int,
-        default=4,
+        default=DEFAULT_MAX_ABLATIONS,
         metavar="N",
         help="with --behaviour: at most N flagged positions are replaced and rerun (2 suite runs each; "
-        "default 4, the worst first; the report names any left out)",
+        f"default {DEFAULT_MAX_ABLATIONS}, the worst first; the report names any left out)",
     )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")

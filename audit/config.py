@@ -10,6 +10,7 @@ DEFAULT_SEED = 0
 DEFAULT_LANGUAGES = ("es", "en")
 FAIL_ON_CHOICES = ("never", "low", "medium", "high")
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
+DEFAULT_MAX_ABLATIONS = 4  # flagged positions the behavioural check replaces; each costs two suite runs
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,4 @@ class AuditConfig:
     centered_components: int = 0  # top principal directions removed by the `centered` method
     progress: bool = True
     behaviour: str | None = None  # a probe suite (packaged id or .toml path): run the behavioural check
-    max_ablations: int = 4  # flagged positions replaced and rerun by the behavioural check
+    max_ablations: int = DEFAULT_MAX_ABLATIONS

@@ -15,8 +15,6 @@ import torch
 
 from audit.records import Flag, Level
 
-DEFAULT_MAX_ABLATIONS = 4  # positions; each costs two runs of the suite
-
 
 @dataclass(frozen=True)
 class ReadingProbe:
