@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from audit.behaviour.lm import CausalLM, load_causal_lm, select_device
-from audit.behaviour.runner import Row, answer_logprobs, build_rows, plan_groups, text_prompt
+from audit.behaviour.runner import Row, answer_log_odds, answer_logprobs, build_rows, plan_groups, text_prompt
 from audit.errors import AuditInputError
 from audit.inputs.models import ModelFiles, resolve_model
 from tests.conftest import save_tiny_hf_model, word_level_tokenizer
@@ -158,6 +158,17 @@ def test_grouped_run_equals_one_forward_per_text(tiny_lm, n_prompt):
         np.testing.assert_allclose(shuffled, expected[order], atol=1e-5, rtol=0)
     assert got.dtype == np.float64 and got.shape == (len(texts), 2)
     assert (got < 0).all()
+
+
+@pytest.mark.parametrize("answers", [([1], [2]), ([1, 3], [2])])
+def test_log_odds_equal_the_difference_of_the_log_probs(tiny_lm, answers):
+    # single-token answers take the answer-rows-only route, multi-token ones the normalised one
+    prompt = torch.randn(3, D, generator=torch.Generator().manual_seed(5))
+    texts = probe_texts(seed=6, n_templates=3, n_names=4)
+    expected = naive_logprobs(tiny_lm, prompt, texts, answers)
+    got = answer_log_odds(tiny_lm, prompt, texts, answers, batch_size=5)
+    np.testing.assert_allclose(got, expected[:, 0] - expected[:, 1], atol=1e-5, rtol=0)
+    assert got.shape == (len(texts),) and got.dtype == np.float64
 
 
 @pytest.mark.parametrize("answers", [([1, 3], [2]), ([1, 3], [1, 4, 5]), ([3], [3, 4])])
@@ -367,6 +378,8 @@ def test_gemma_equals_peft(gemma, adapter):
             expected.append([float(logp[YES]), float(logp[NO])])
     got = answer_logprobs(lm, prompt, GEMMA_TEXTS, ([YES], [NO]), batch_size=3)
     np.testing.assert_allclose(got, np.array(expected), atol=1e-4, rtol=0)
+    odds = answer_log_odds(lm, prompt, GEMMA_TEXTS, ([YES], [NO]), batch_size=3)
+    np.testing.assert_allclose(odds, np.array(expected) @ [1.0, -1.0], atol=2e-4, rtol=0)
 
 
 @pytest.mark.slow

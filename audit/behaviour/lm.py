@@ -79,11 +79,25 @@ class CausalLM:
         Args:
             hidden: (n, d_model) final-norm hidden states. Returns: (n, vocab_size) float32.
         """
-        out = self.model.get_output_embeddings()(hidden)
+        return self._softcap(self.model.get_output_embeddings()(hidden))
+
+    def token_logits(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The logit of one token per hidden state, from that token's row of the output layer only.
+
+        Args:
+            hidden: (n, d_model) final-norm hidden states; tokens: (n,) token ids.
+        Returns:
+            (n,) float32, equal to ``logits(hidden)[arange(n), tokens]``.
+        """
+        layer = self.model.get_output_embeddings()
+        out = (hidden * layer.weight[tokens]).sum(-1)
+        if getattr(layer, "bias", None) is not None:
+            out = out + layer.bias[tokens]
+        return self._softcap(out)
+
+    def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
         cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        if cap is not None:
-            out = torch.tanh(out / cap) * cap
-        return out
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
 
 def select_device(device: str | torch.device) -> torch.device:

@@ -74,6 +74,29 @@ def text_prompt(lm: CausalLM, text: str) -> torch.Tensor:
         return lm.embed(torch.tensor(ids)).float().cpu()
 
 
+def answer_log_odds(
+    lm: CausalLM,
+    prompt: torch.Tensor,
+    texts: Sequence[str],
+    answers: tuple[Sequence[int], Sequence[int]],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """``log P(positive) - log P(negative)`` after ``[prompt][text]``, as :func:`answer_logprobs` gives
+    it. When both answers are single tokens the log-softmax normaliser cancels, so only the two answer
+    rows of the output matrix are computed (not the full-vocabulary row per text).
+
+    Returns:
+        (len(texts),) float64.
+    """
+    single = all(len(list(a)) == 1 for a in answers)
+    lp = answer_logprobs(
+        lm, prompt, texts, answers, batch_size=batch_size, progress=progress, normalise=not single
+    )
+    return lp[:, 0] - lp[:, 1]
+
+
 def answer_logprobs(
     lm: CausalLM,
     prompt: torch.Tensor,
@@ -82,6 +105,7 @@ def answer_logprobs(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], object] | None = None,
+    normalise: bool = True,
 ) -> np.ndarray:
     """Summed log-probs of the positive and the negative answer after ``[prompt][text]``.
 
@@ -94,9 +118,13 @@ def answer_logprobs(
         answers: (positive, negative) token ids of each answer continuation (one or more tokens).
         batch_size: suffix rows per forward pass.
         progress: called with the number of texts finished since the last call.
+        normalise: False returns the answer tokens' logits (summed) instead of log-probs, computing
+            only their rows of the output matrix: their differences are the log-odds when both
+            answers are single tokens (what :func:`answer_log_odds` uses).
 
     Returns:
-        (len(texts), 2) float64: log P(positive | ...), log P(negative | ...).
+        (len(texts), 2) float64: log P(positive | ...), log P(negative | ...) (logits when not
+        ``normalise``).
     """
     vectors = check_prompt(lm, prompt)
     answer_ids = check_answers(lm, answers)
@@ -128,7 +156,7 @@ def answer_logprobs(
 
     with torch.inference_mode():
         for group in plan_groups(rows, vectors.shape[0]):
-            _run_group(lm, vectors, group, batch_size, out, read)
+            _run_group(lm, vectors, group, batch_size, out, read, normalise)
     return out
 
 
@@ -277,6 +305,7 @@ def _run_group(
     batch_size: int,
     out: np.ndarray,
     read: Callable[[list[int]], None],
+    normalise: bool = True,
 ) -> None:
     """Runs one group and adds its answer log-probs into ``out``; after each batch, ``read`` gets the
     text index of every answer token it scored."""
@@ -326,7 +355,7 @@ def _run_group(
             for b, row in enumerate(chunk)
             for pos, tok, text, answer in row.reads
         ]
-        _score(lm, hidden, reads, out)
+        _score(lm, hidden, reads, out, normalise)
         read([text for _, _, _, text, _ in reads])
 
 
@@ -343,9 +372,14 @@ def _cache_keyword(body: torch.nn.Module) -> str:
 
 
 def _score(
-    lm: CausalLM, hidden: torch.Tensor, reads: list[tuple[int, int, int, int, int]], out: np.ndarray
+    lm: CausalLM,
+    hidden: torch.Tensor,
+    reads: list[tuple[int, int, int, int, int]],
+    out: np.ndarray,
+    normalise: bool = True,
 ) -> None:
-    """Adds log P(token) at each read (batch row, position, token, text, answer) into ``out``.
+    """Adds log P(token) (the token's logit when not ``normalise``) at each read (batch row, position,
+    token, text, answer) into ``out``.
 
     Args:
         hidden: (batch, seq, d_model) final hidden states of the chunk.
@@ -357,11 +391,19 @@ def _score(
     slot = torch.tensor([where[(b, p)] for b, p, _, _, _ in reads], dtype=torch.long, device=hidden.device)
     tokens = torch.tensor([tok for _, _, tok, _, _ in reads], dtype=torch.long, device=hidden.device)
     values = torch.empty(len(reads), dtype=torch.float32, device=hidden.device)
+    if not normalise:
+        values = lm.token_logits(states[slot], tokens).float()
+        _add_reads(values, reads, out)
+        return
     for begin in range(0, len(positions), LOGIT_ROWS):
         logits = lm.logits(states[begin : begin + LOGIT_ROWS]).float()  # (n, vocab)
         logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         sel = (slot >= begin) & (slot < begin + LOGIT_ROWS)
         values[sel] = logprobs[slot[sel] - begin, tokens[sel]]
+    _add_reads(values, reads, out)
+
+
+def _add_reads(values: torch.Tensor, reads: list[tuple[int, int, int, int, int]], out: np.ndarray) -> None:
     values64 = values.double().cpu().numpy()
     for k, (_, _, _, text, answer) in enumerate(reads):
         out[text, answer] += values64[k]

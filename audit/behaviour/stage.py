@@ -16,7 +16,7 @@ import torch
 
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, gguf_key, load_causal_lm
-from audit.behaviour.runner import answer_logprobs, text_prompt
+from audit.behaviour.runner import answer_log_odds, text_prompt
 from audit.behaviour.stats import (
     ABLATION_TESTS,
     BOOTSTRAP_CI,
@@ -190,7 +190,7 @@ def check(
     )
 
 
-RUN_VERSION = "1"  # bump when the runner's numbers can change
+RUN_VERSION = "2"  # bump when the runner's numbers can change (2: log-odds from the answer rows alone)
 
 
 def _read_run(path, n: int) -> np.ndarray:
@@ -286,8 +286,7 @@ def _score(lm: CausalLM, vectors, probe: Probes, answers, name: str, config: Aud
     """(n_texts,) log-odds of the positive over the negative answer under one condition."""
     desc = f"behaviour: {probe.suite.id}, {name.replace('_', ' ')}"
     with progress_bar(desc, len(probe.texts), enabled=config.progress, unit="text") as bar:
-        lp = answer_logprobs(lm, vectors, probe.texts, answers, progress=bar.update)
-    return lp[:, 0] - lp[:, 1]
+        return answer_log_odds(lm, vectors, probe.texts, answers, progress=bar.update)
 
 
 def _scores(probe: Probes, attribute, lo: np.ndarray) -> ProbeScores:
