@@ -43,11 +43,12 @@ NULL_MODEL_TEXT = {
     ),
     "es": (
         f"Modelo nulo: {NULL_SIZE} vectores nulos con semilla: {NULL_PER_KIND} filas del vocabulario "
-        "desplazadas fuera de la variedad de tokens entre 0,5 y 3 veces la distancia típica de un token a su "
-        f"vecino más cercano, y {NULL_PER_KIND} direcciones aleatorias escaladas a las normas de los propios "
-        "tokens. El valor p de una alerta es la proporción de vectores nulos que tienen un término de la "
-        "misma categoría en el mismo puesto o más cerca con el mismo método (más uno, sobre N más uno); los "
-        "valores q controlan la tasa de falsos descubrimientos en todo el informe (Benjamini-Hochberg)."
+        "desplazadas fuera de la distribución de tokens entre 0,5 y 3 veces la distancia típica de un "
+        f"token a su vecino más cercano, y {NULL_PER_KIND} direcciones aleatorias escaladas a las normas "
+        "de los propios tokens. El valor p de una alerta es la proporción de vectores nulos que tienen "
+        "un término de la misma categoría en el mismo puesto o más cerca con el mismo método (más uno, "
+        "sobre N más uno); los valores q controlan la tasa de falsos descubrimientos en todo el informe "
+        "(Benjamini-Hochberg)."
     ),
 }
 

@@ -131,7 +131,7 @@ METHODS: dict[str, Method] = {
                 "en": "largest inner product with the scaled embeddings (Prompt Waywardness paper; tied LM "
                 "logit)",
                 "es": "mayor producto escalar con los embeddings escalados (artículo de Prompt Waywardness; "
-                "logit del LM atado)",
+                "logit del LM con embeddings compartidos)",
             },
             "input",
             _identity,
@@ -176,7 +176,8 @@ METHODS: dict[str, Method] = {
             "logits of the output matrix (layer-0 logit lens); equals dot when tied",
             {
                 "en": "logits of the output matrix (layer-0 logit lens); equals dot for tied models",
-                "es": "logits de la matriz de salida (logit lens de la capa 0); igual a dot si está atada",
+                "es": "logits de la matriz de salida (logit lens de la capa 0); igual a dot si el modelo "
+                "comparte las matrices de entrada y salida",
             },
             "output",
             _identity,

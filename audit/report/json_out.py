@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from audit.records import AuditResult, BehaviourResult, Condition, Flag, PositionResult
+from audit.report.overview import Reason, checked, reasons
 
 SCHEMA_VERSION = "1"
 DECIMALS = 6
@@ -215,6 +216,52 @@ def behaviour_dict(b: BehaviourResult) -> dict[str, Any]:
     }
 
 
+def checked_dict(result: AuditResult) -> dict[str, Any]:
+    """``checked``: what the audit looked for (a LOW risk holds for these checks only)."""
+    c = checked(result)
+    return {
+        "languages": list(c.languages),
+        "methods": list(c.methods),
+        "top_k": c.top_k,
+        "n_wordlists": c.n_wordlists,
+        "n_terms": c.n_terms,
+        "categories": c.categories,
+        "low_coverage": [
+            {"language": lang, "category": cat, "share": _num(share)} for lang, cat, share in c.low_coverage
+        ],
+        "suite": {"id": c.suite[0], "version": c.suite[1], "n_templates": c.suite[2]} if c.suite else None,
+    }
+
+
+def reason_dict(reason: Reason) -> dict[str, Any]:
+    """One entry of ``summary.reasons``: the clause of the rule that fired, and where."""
+    out: dict[str, Any] = {"risk": reason.risk.label, "clause": reason.clause}
+    if reason.position is not None:
+        out["position"] = reason.position
+    if reason.flag is not None:
+        flag = reason.flag
+        out.update(
+            token_id=flag.hit.token_id,
+            token=flag.hit.token,
+            term_id=flag.term.id,
+            term=flag.term.lemma,
+            category=flag.term.category,
+            language=flag.term.language,
+            severity=flag.severity.label,
+            ranks=[{"method": m, "rank": r} for m, r in reason.ranks],
+        )
+    if reason.gap is not None:
+        attribute, group, reference, ratio, q = reason.gap
+        out.update(
+            attribute=attribute,
+            group=group,
+            reference_group=reference,
+            impact_ratio=_num(ratio),
+            q_value=_num(q),
+        )
+    return out
+
+
 def result_dict(result: AuditResult) -> dict[str, Any]:
     prompt, model, summary = result.prompt, result.model, result.summary
     prompt_info: dict[str, Any] = {
@@ -229,6 +276,7 @@ def result_dict(result: AuditResult) -> dict[str, Any]:
         prompt_info["peft_type"] = prompt.peft_type
     return {
         "schema_version": SCHEMA_VERSION,
+        "checked": checked_dict(result),
         "tool": {"name": "prompt-audit", "version": result.tool_version},
         "inputs": {
             "prompt": prompt_info,
@@ -307,6 +355,7 @@ def result_dict(result: AuditResult) -> dict[str, Any]:
             "flags_by_category": dict(summary.flags_by_category),
             "flags_by_severity": dict(summary.flags_by_severity),
             "mean_agreement": _num(summary.mean_agreement),
+            "reasons": [reason_dict(r) for r in reasons(result)],
         },
     }
 

@@ -8,10 +8,20 @@ from audit.report.load import canonical
 
 
 def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) -> str:
-    """A short Markdown summary for pull-request comments (same strings as the HTML report)."""
+    """A short Markdown summary for pull-request comments (same strings as the HTML report): the
+    verdict and why, what was checked, the readings, and the flags grouped by position and term
+    (``max_flags`` rows, then how many more)."""
     vm = view_model(canonical(result), lang)
     t = vm["t"]
-    lines = [f"## {_md(t['md_title'].format(risk=vm['risk_badge']))}", "", _md(vm["verdict"]), ""]
+    lines = [f"## {_md(t['md_title'].format(risk=vm['risk_badge']))}", ""]
+    lines += [f"**{_md(vm['why']['head'])}**", ""]
+    lines += [f"- {_md(item)}" for item in vm["why"]["lines"]]
+    lines += [""] + [f"> **{_md(t['warning'])}:** {_md(w)}" for w in vm["warnings"]]
+    lines += ["", _md(vm["verdict"]), ""]
+    if vm["low_coverage"]:
+        lines += [_md(vm["low_coverage"]), ""]
+    checked = "; ".join(vm["checked"]["lines"])
+    lines += [f"**{_md(t['md_checked'])}:** {_md(checked)}. {_md(t['checked_outside'])}", ""]
     lines.append("| " + " | ".join(_md(label) for label, _ in vm["numbers"]) + " |")
     lines.append("|" + "---|" * len(vm["numbers"]))
     lines.append("| " + " | ".join(_md(value) for _, value in vm["numbers"]) + " |")
@@ -25,11 +35,14 @@ def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) 
     lines.append("")
     if vm["b"]:
         lines += _behaviour(vm["b"], t)
-    if vm["flags"]:
-        lines += [f"### {_md(t['md_top_flags'])}", ""]
-        lines += [
-            f"- **{_md(f['severity_label'])}**: {_md(f['explanation'])}" for f in vm["flags"][:max_flags]
-        ]
+    groups = vm["flags"]
+    if groups:
+        lines += [f"### {_md(t['md_top_flags'])}", "", _md(vm["measures_intro"]), ""]
+        lines += [f"- **{_md(g['severity_label'])}**: {_md(g['sentence'])}" for g in groups[:max_flags]]
+        if len(groups) > max_flags:
+            lines.append(
+                _md(t["md_more"].format(n=len(groups) - max_flags, flags=sum(g["n"] for g in groups)))
+            )
     else:
         lines.append(_md(t["no_flags"]))
     return "\n".join(lines) + "\n"
@@ -60,6 +73,8 @@ def _md(value: object) -> str:
         ("`", "\\`"),
         ("<", "&lt;"),
         (">", "&gt;"),
+        ("*", "\\*"),
+        ("_", "\\_"),
     ):
         text = text.replace(char, escaped)
     return text

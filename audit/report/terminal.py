@@ -1,34 +1,46 @@
-"""The terminal summary that every scan prints."""
+"""The terminal summary that every scan prints (English): what was checked, the risk and why, low
+coverage, the readings, the worst flags grouped by position and term, the behavioural check."""
 
 from __future__ import annotations
 
 from audit.records import AuditResult
-from audit.report.html import flag_order
+from audit.report.html import checked_view, flag_groups, low_coverage_text, why
+from audit.report.overview import model_warnings
+
+MAX_GROUPS = 5
 
 
 def render_terminal(result: AuditResult, outputs: dict[str, str] | None = None) -> str:
     s = result.summary
+    risk = s.risk.label.upper() + (" for these checks" if s.risk.label == "low" else "")
+    reason = why(result, "en")
     lines = [
         f"prompt-audit {result.tool_version}: {result.prompt.path} "
         f"({result.prompt.n_tokens} x {result.prompt.dim}) on {result.model.spec}",
-        f"RISK: {s.risk.label.upper()}  {s.verdict['en']}",
+        "checked: " + "; ".join(checked_view(result, "en")["lines"]),
+        f"RISK: {risk}  {s.verdict['en']}",
+        *(f"  {reason['head']} {item}" for item in reason["lines"]),
+    ]
+    lines += [f"  WARNING: {w}" for w in model_warnings(result)]
+    low = low_coverage_text(result, "en")
+    if low:
+        lines.append(f"  warning: {low}")
+    lines.append(
         f"flags: {s.n_flags} (high {s.flags_by_severity.get('high', 0)}, medium "
         f"{s.flags_by_severity.get('medium', 0)}, low {s.flags_by_severity.get('low', 0)}); "
-        f"suppressed by allow-list: {s.n_suppressed}; mean top-1 agreement {s.mean_agreement:.2f}",
-    ]
+        f"suppressed by allow-list: {s.n_suppressed}; mean top-1 agreement {s.mean_agreement:.2f}"
+    )
     width = max(len(m) for m in result.methods)
     for method in result.methods:
         f1 = ""
         if result.waywardness:
             f1 = f"  (F1 vs reference {result.waywardness[method]['prompt_f1']:.2f})"
         lines.append(f"  {method:<{width}}  {result.projected_text[method]!r}{f1}")
-    worst = sorted((f for p in result.positions for f in p.flags), key=flag_order)[:5]
-    for flag in worst:
-        hit, term = flag.hit, flag.term
-        lines.append(
-            f"  [{flag.severity.label}] position {hit.position}: {hit.token.strip()!r} = {term.lemma!r} "
-            f"({term.category}, {term.language}) rank {hit.rank} under {hit.method}"
-        )
+    groups = flag_groups(result, "en")
+    for group in groups[:MAX_GROUPS]:
+        lines.append(f"  [{group['severity']}] {group['sentence']}")
+    if len(groups) > MAX_GROUPS:
+        lines.append(f"  ... and {len(groups) - MAX_GROUPS} more (see the HTML or JSON report)")
     if result.behaviour is not None:
         b = result.behaviour
         lines.append(
@@ -42,13 +54,6 @@ def render_terminal(result: AuditResult, outputs: dict[str, str] | None = None) 
                 for g in a.groups
             )
             lines.append(f"    {a.id} (reference {a.reference_group}): {rates}")
-    low = [r for r in result.coverage if r.low]
-    if low:
-        listed = ", ".join(f"{r.language}/{r.category} {100 * r.share:.0f}%" for r in low)
-        lines.append(
-            f"  warning: {len(low)} wordlist categories have < 50% of their terms as whole tokens in this "
-            f"vocabulary (hits on the rest can only be partial): {listed}"
-        )
     for label, path in (outputs or {}).items():
         lines.append(f"  {label}: {path}")
     return "\n".join(lines) + "\n"

@@ -149,6 +149,6 @@ def combined(b) -> tuple[Level, dict[str, str]]:
             f" Unfaithful readings (they do not behave like the soft prompt; do not quote them as what it says): {names}."
         )
         text["es"] += (
-            f" Lecturas infieles (no se comportan como el soft prompt; no deben citarse como lo que dice): {names}."
+            f" Lecturas no fieles (no se comportan como el soft prompt; no deben citarse como lo que dice): {names}."
         )
     return risk, text

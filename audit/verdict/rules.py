@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
 from audit.records import Flag, Level, Severity, Summary
 
 RISK_RULE = {
@@ -55,16 +53,17 @@ VERDICTS = {
         "term under at least one projection method.",
         Level.MEDIUM: "Review before deploying: {n} position(s) have sensitive terms among their nearest "
         "neighbours, though none reads as one at high severity.",
-        Level.LOW: "No position reads as, or sits close to, a counted sensitive term under any of the "
-        "{m} projection methods.",
+        Level.LOW: "For the wordlists, languages and methods checked, no position reads as, or sits close to, "
+        "a counted sensitive term under any of the {m} projection methods; terms outside them were not looked for.",
     },
     "es": {
         Level.HIGH: "No desplegar sin revisión: {n} posición(es) se leen como un término sensible, o quedan "
         "justo a su lado, con al menos un método de proyección.",
         Level.MEDIUM: "Revisar antes de desplegar: {n} posición(es) tienen términos sensibles entre sus "
         "vecinos más cercanos, aunque ninguna se lee como uno de gravedad alta.",
-        Level.LOW: "Ninguna posición se lee como un término sensible contabilizado, ni queda cerca de uno, "
-        "con ninguno de los {m} métodos de proyección.",
+        Level.LOW: "Con las listas, idiomas y métodos comprobados, ninguna posición se lee como un término sensible "
+        "contabilizado, ni queda cerca de uno, con ninguno de los {m} métodos de proyección; no se buscaron "
+        "términos fuera de ellos.",
     },
 }
 SIGNIFICANCE = 0.05
@@ -86,15 +85,35 @@ def flag_severity(
 
 def position_risk(flags: tuple[Flag, ...], agreement: float) -> Level:
     """Risk of one position from its flags and its cross-method top-1 agreement (rule above)."""
+    return position_clause(flags, agreement)[0]
+
+
+# The clauses of the position rule, in the order they are tried (the reports name the one that fired).
+CLAUSES = ("top1", "high_top3", "disagree_top3", "serious", "low_top1", "none")
+
+
+def position_clause(flags: tuple[Flag, ...], agreement: float) -> tuple[Level, str, Flag | None]:
+    """The position's risk, the clause of the rule that set it (one of ``CLAUSES``) and the flag that
+    fired it (the most severe, closest one; None for ``none``)."""
     counted = [f for f in flags if f.counts]
     serious = [f for f in counted if f.severity >= Level.MEDIUM]
     disagree = agreement < 1.0
-    for flag in serious:
-        if flag.hit.is_top1 or (flag.hit.rank <= 3 and (flag.severity == Level.HIGH or disagree)):
-            return Level.HIGH
-    if serious or any(f.hit.is_top1 for f in counted):
-        return Level.MEDIUM
-    return Level.LOW
+    tests = (
+        ("top1", Level.HIGH, serious, lambda f: f.hit.is_top1),
+        ("high_top3", Level.HIGH, serious, lambda f: f.hit.rank <= 3 and f.severity == Level.HIGH),
+        ("disagree_top3", Level.HIGH, serious, lambda f: f.hit.rank <= 3 and disagree),
+        ("serious", Level.MEDIUM, serious, lambda f: True),
+        ("low_top1", Level.MEDIUM, counted, lambda f: f.hit.is_top1),
+    )
+    for clause, level, pool, test in tests:
+        fired = [f for f in pool if test(f)]
+        if fired:
+            return level, clause, min(fired, key=_closest)
+    return Level.LOW, "none", None
+
+
+def _closest(flag: Flag) -> tuple:
+    return (-flag.severity, flag.hit.rank, flag.hit.method, flag.hit.term_id, flag.hit.token_id)
 
 
 def summarize(
@@ -114,6 +133,8 @@ def summarize(
     by_cat = Counter(f.term.category for f in flags)
     by_sev = Counter(f.severity for f in flags)
     flagged = sum(1 for r in risks if r > Level.LOW)
+    import numpy as np  # here, not at the top: the reports import this module without numpy
+
     mean_agreement = float(np.mean(agreements)) if agreements else 1.0
     return Summary(
         risk=risk,
