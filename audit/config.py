@@ -35,3 +35,4 @@ class AuditConfig:
     progress: bool = True
     behaviour: str | None = None  # a probe suite (packaged id or .toml path): run the behavioural check
     max_ablations: int = DEFAULT_MAX_ABLATIONS
+    model_mismatch_ok: bool = False  # audit against a --model that is certainly not the adapter's base model

@@ -6,32 +6,28 @@ inputs (prompt, vocabulary, wordlists) -> geometry (projections and per-position
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+
+import torch
 
 from audit import __version__
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
 from audit.evidence.stage import Findings, find
-from audit.geometry.methods import resolve_methods
+from audit.geometry import measures
+from audit.geometry.engine import TopK
+from audit.geometry.methods import METHODS, resolve_methods
 from audit.geometry.stage import Geometry, measure
-from audit.inputs.formats import load_vocabulary
+from audit.geometry.waywardness import prompt_f1
+from audit.inputs.formats import load_model, load_vocabulary
+from audit.inputs.identity import WARNING, TextInit, check_model, choose_model, text_init
 from audit.inputs.prompts import SoftPrompt, load_prompt
 from audit.inputs.vocab import Vocabulary
 from audit.records import AuditResult, Flag, ModelInfo, PositionResult, PromptInfo, WordlistInfo
 from audit.terms.load import load_wordlists
 from audit.terms.schema import Wordlists
 from audit.verdict.stage import escalate, judge, with_behaviour
-
-
-def resolve_model_spec(config: AuditConfig, prompt: SoftPrompt) -> str:
-    if config.model:
-        return config.model
-    if prompt.peft is not None and prompt.peft.base_model:
-        return prompt.peft.base_model
-    raise AuditInputError(
-        f"no model given and {prompt.path} names no base model",
-        "pass --model (a packaged alias such as gemma-3-270m, a .gguf file or a model directory)",
-    )
 
 
 def check_options(config: AuditConfig) -> tuple[str, ...]:
@@ -49,25 +45,53 @@ def run_audit(config: AuditConfig) -> AuditResult:
     """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
     check_options(config)  # fail fast, before any loading
     prompt = load_prompt(config.prompt, key=config.key)
-    spec = resolve_model_spec(config, prompt)
+    model = choose_model(config.model, prompt.peft, prompt.path)
     if config.behaviour:
         from audit.behaviour.stage import preflight
 
-        preflight(config, spec)  # a bad suite or a non-causal model fails before the scan
-    vocab = load_vocabulary(spec, allow_pickle=config.allow_pickle_model, progress=config.progress)
+        preflight(config, model.files.spec)  # a bad suite or a non-causal model fails before the scan
+    vocab = load_model(model.files, allow_pickle=config.allow_pickle_model, progress=config.progress)
+    identity = check_model(  # refuses a model that is certainly not the adapter's
+        prompt,
+        vocab,
+        model.files,
+        given=config.model,
+        mismatch_ok=config.model_mismatch_ok,
+        allow_pickle=config.allow_pickle_model,
+    )
+    warn(model.notes + identity)
     lists = load_wordlists(
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
-    return audit_prompt(prompt, vocab, lists, config)
+    return audit_prompt(prompt, vocab, lists, config, notes=model.notes + identity)
 
 
-def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config: AuditConfig) -> AuditResult:
+def warn(notes: tuple[str, ...]) -> None:
+    """Prints the warnings among report notes on stderr (they are in every report too)."""
+    for note in notes:
+        if note.startswith(WARNING):
+            print(f"prompt-audit: warning: {note.removeprefix(WARNING)}", file=sys.stderr)
+
+
+def audit_prompt(
+    prompt: SoftPrompt,
+    vocab: Vocabulary,
+    lists: Wordlists,
+    config: AuditConfig,
+    *,
+    notes: tuple[str, ...] = (),
+) -> AuditResult:
     """Projects, flags and scores an already loaded prompt against a vocabulary. No rendering.
 
     Reads and fills only the on-disk caches (vocabulary statistics, null model, term index).
+    ``notes``: what the inputs stage found (model choice, mismatch warnings), printed first.
     """
+    config, skipped = applicable_methods(config, vocab)
     reference = config.reference_text or (prompt.peft.init_text if prompt.peft else None)
+    init = text_init(prompt, vocab) if config.reference_text is None else None
     geometry = measure(prompt, vocab, config, reference)
+    if init is not None:  # F1 against the init as PEFT built it, not the text once
+        geometry = replace(geometry, waywardness=init_waywardness(geometry, prompt, vocab, init))
     findings = find(geometry, vocab, lists, config)
     verdict = judge(geometry, findings, lists)
     behaviour = None
@@ -96,7 +120,7 @@ def audit_prompt(prompt: SoftPrompt, vocab: Vocabulary, lists: Wordlists, config
         waywardness=geometry.waywardness,
         summary=with_behaviour(verdict.summary, behaviour),
         coverage=findings.coverage,
-        notes=geometry.notes,
+        notes=notes + skipped + init_notes(vocab, init) + geometry.notes,
         methodology=verdict.methodology,
         category_labels=findings.category_labels,
         behaviour=behaviour,
@@ -111,16 +135,78 @@ def prepare_model(config: AuditConfig) -> Vocabulary:
     from audit.evidence.stage import prepare_evidence
     from audit.geometry.stage import statistics
 
-    methods = check_options(config)
+    check_options(config)
     if not config.model:
         raise AuditInputError("prepare needs --model", "e.g. --model gemma-3-270m")
     vocab = load_vocabulary(config.model, allow_pickle=config.allow_pickle_model, progress=config.progress)
+    config, _ = applicable_methods(config, vocab)  # what a scan of this model computes
+    methods = resolve_methods(config.methods)
     stats = statistics(vocab, config)
     lists = load_wordlists(
         user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
     )
     prepare_evidence(vocab, stats, lists, methods, config)
     return vocab
+
+
+def applicable_methods(config: AuditConfig, vocab: Vocabulary) -> tuple[AuditConfig, tuple[str, ...]]:
+    """``config`` without the methods that read an output matrix when the model has none (an encoder
+    saved without a language-model head), and the note saying so."""
+    methods = resolve_methods(config.methods)
+    dropped = [m for m in methods if METHODS[m].matrix == "output"] if not vocab.lm_head else []
+    if not dropped:
+        return config, ()
+    kept = tuple(m for m in methods if m not in dropped)
+    names = ", ".join(f"'{m}'" for m in dropped)
+    if not kept:
+        raise AuditInputError(
+            f"model '{vocab.spec}' has no output (unembedding) matrix, so {names} cannot run",
+            "choose another method (see `prompt-audit methods`)",
+        )
+    note = (
+        f"Model '{vocab.spec}' ({vocab.model_type}) has no output (unembedding) matrix: it was saved "
+        f"without a language-model head, so there is nothing tied to its input embeddings and {names} "
+        "(which reads the output matrix) was skipped."
+    )
+    return replace(config, methods=kept), (note,)
+
+
+def init_waywardness(
+    geometry: Geometry, prompt: SoftPrompt, vocab: Vocabulary, init: TextInit
+) -> dict[str, dict[str, float]]:
+    """Each method's F1 against the TEXT init as PEFT built it (repeated or cut to the prompt's rows),
+    both texts decoded alike (segments named, control tokens skipped)."""
+    ids = torch.tensor(init.token_ids, dtype=torch.int64)[:, None]
+    built = TopK(ids, torch.zeros(ids.shape))
+    reference = measures.projected_text(prompt, vocab, built, skip_special=True)
+    return {
+        m: {
+            "prompt_f1": prompt_f1(
+                measures.projected_text(prompt, vocab, geometry.tops[m], skip_special=True), reference
+            )
+        }
+        for m in geometry.methods
+    }
+
+
+def init_notes(vocab: Vocabulary, init: TextInit | None) -> tuple[str, ...]:
+    """Says that F1 compares with the init as PEFT built it, when that is not the text once."""
+    if init is None:
+        return ()
+    n_rows, n_text = len(init.token_ids), init.n_text_tokens
+    if n_rows == n_text:
+        return ()
+    how = (
+        f"repeated to fill the prompt's {n_rows} positions"
+        if n_rows > n_text
+        else f"cut to the prompt's {n_rows} positions"
+    )
+    built = vocab.decode(list(init.token_ids))
+    shown = built if len(built) <= 160 else built[:157] + "..."
+    return (
+        f"PEFT's TEXT init embedded the init text's {n_text} tokens {how}: '{shown}'. F1 and drift compare "
+        "each reading with that, not with the text once.",
+    )
 
 
 # Putting records together: lookups only, no maths.

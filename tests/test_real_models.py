@@ -36,10 +36,10 @@ def minilm_adapter(tmp_path_factory, minilm_path):
     return out
 
 
-def _assert_reads_back(result, vocab, init):
+def _assert_reads_back(result, vocab, init, methods=READ_BACK):
     """Each virtual token's top-1 is the token PEFT initialised it from (specials included)."""
     expected = vocab.init_token_ids(init, len(result.positions))
-    for method in READ_BACK:
+    for method in methods:
         got = [p.projections[method].token_id for p in result.positions]
         assert got == expected, method
 
@@ -51,8 +51,14 @@ def test_minilm_text_init_reads_back_its_init_tokens(minilm_adapter, minilm_path
     assert prompt.vectors.shape == (8, 384)
     result = run_audit(AuditConfig(prompt=minilm_adapter, model="all-minilm-l6-v2", progress=False))
     assert result.model.vocab_size == 30522 and result.model.dim == 384 and result.model.embed_scale == 1.0
-    _assert_reads_back(result, load_vocabulary("all-minilm-l6-v2"), "classify resumes of good candidates")
-    for method in READ_BACK:
+    # MiniLM is an encoder saved without a language-model head: no output matrix, so no 'unembed'
+    assert "unembed" not in result.methods
+    assert any("no output (unembedding) matrix" in n for n in result.notes)
+    encoder_methods = tuple(m for m in READ_BACK if m != "unembed")
+    _assert_reads_back(
+        result, load_vocabulary("all-minilm-l6-v2"), "classify resumes of good candidates", encoder_methods
+    )
+    for method in encoder_methods:
         assert result.projected_text[method] == "[CLS] classify resumes of good candidates [SEP]", method
         assert result.waywardness[method]["prompt_f1"] == 1.0
     for pos in result.positions:

@@ -110,7 +110,15 @@ def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en", behaviou
         print(f"prompt-audit demo: auditing {adapter.name} on {DEMO_MODEL} ...", file=sys.stderr)
         suite = DEMO_SUITE if behaviour else None
         result = run_audit(
-            AuditConfig(prompt=adapter.path, model=DEMO_MODEL, progress=progress, behaviour=suite)
+            AuditConfig(
+                prompt=adapter.path,
+                model=DEMO_MODEL,
+                progress=progress,
+                behaviour=suite,
+                # The demo's training script set the rows to the init text's own tokens (no <bos>,
+                # examples/README.md), not PEFT's TEXT init of that text: compare with the text as written.
+                reference_text=adapter.metrics.get("prompt_tuning_init_text"),
+            )
         )
         # Name the packaged adapter, not where this installation keeps it: reports are comparable.
         result = replace(result, prompt=replace(result.prompt, path=f"demo:{adapter.name}"))

@@ -18,5 +18,9 @@ FORMATS: dict[str, ModuleType] = {module.KIND: module for module in (hf, gguf)}
 
 def load_vocabulary(spec: str, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
     """Loads tokenizer + embedding tensors for a model spec (alias, model file or folder, cached id)."""
-    files: ModelFiles = resolve_model(spec)
+    return load_model(resolve_model(spec), allow_pickle=allow_pickle, progress=progress)
+
+
+def load_model(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
+    """Loads tokenizer + embedding tensors of an already resolved model."""
     return FORMATS[files.kind].load(files, allow_pickle=allow_pickle, progress=progress)

@@ -32,12 +32,20 @@ DESCRIPTION = "GGUF file (llama.cpp), or a folder holding exactly one"
 
 
 def locate(path: Path) -> Path | None:
-    """The GGUF file ``path`` is, or the only one in a folder without config.json."""
+    """The GGUF file ``path`` is, or the only one in a folder without config.json. A folder holding
+    several is refused with their names (nothing says which one is meant)."""
     if path.is_file() and path.suffix.lower() == ".gguf":
         return path
     if path.is_dir() and not (path / "config.json").is_file():
         found = sorted(path.glob("*.gguf"))
-        return found[0] if len(found) == 1 else None
+        if len(found) > 1:
+            names = ", ".join(f.name for f in found[:8]) + (" ..." if len(found) > 8 else "")
+            raise AuditInputError(
+                f"{path} holds {len(found)} GGUF files ({names}) and nothing says which one to use "
+                "(an adapter names it in tokenizer_kwargs.gguf_file)",
+                f"pass the file itself, e.g. --model {found[0]}",
+            )
+        return found[0] if found else None
     return None
 
 

@@ -60,6 +60,20 @@ def _find_key(files: list[Path], candidates: tuple[str, ...]) -> tuple[Path, str
     return None
 
 
+# Architecture class names of models with an output (unembedding) layer: causal, masked and seq2seq LMs.
+LM_HEAD_ARCHITECTURE = re.compile(r"(LMHead|ForCausalLM|ForMaskedLM|ForConditionalGeneration|ForPreTraining)")
+
+
+def has_lm_head(config: dict, has_output_tensor: bool) -> bool:
+    """Whether a model has an output layer: an untied output tensor, or an LM architecture. A base
+    encoder (``BertModel``, a sentence-transformers checkpoint) has none. Unknown architectures count
+    as having one (the former behaviour: tied)."""
+    architectures = config.get("architectures") or []
+    if has_output_tensor or not architectures:
+        return True
+    return any(LM_HEAD_ARCHITECTURE.search(str(name)) for name in architectures)
+
+
 def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
     """Tokenizer + embedding (and untied output) matrices of a Hugging Face model directory."""
     path = files.path
@@ -76,7 +90,7 @@ def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True
                 f"model directory {path} has only pickle (.bin) weights, which can run code when loaded",
                 "convert them to safetensors, or pass --allow-pickle-model if you trust the files",
             )
-        input_matrix, output_matrix = _load_bin(bins)
+        input_matrix, output_matrix, has_output = _load_bin(bins)
         sha = hashlib.sha256(b"".join(bytes.fromhex(sha256_file(b)) for b in bins)).hexdigest()
     else:
         found = _find_key(weights, EMBEDDING_KEYS)
@@ -90,6 +104,7 @@ def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True
         out = _find_key(weights, OUTPUT_KEYS)
         tie = config.get("tie_word_embeddings", text_config.get("tie_word_embeddings", True))
         output_matrix = SafetensorsMatrix(*out) if out is not None and not tie else None
+        has_output = out is not None
         sha = _matrix_sha256(input_matrix)
     check_tokenizer_files(path)
     tokenizer = cache(partial(load_tokenizer_dir, path))  # built at most once
@@ -106,6 +121,7 @@ def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True
         facts=facts,
         load_tokenizer=tokenizer,
         sha256=sha,
+        lm_head=has_lm_head(config, has_output),
     )
 
 
@@ -144,7 +160,8 @@ def _read_hash(path: Path) -> str:
     return value
 
 
-def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None]:
+def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None, bool]:
+    """(input matrix, untied output matrix or None, whether an output tensor exists)."""
     state: dict[str, torch.Tensor] = {}
     for file in bins:
         state.update(torch.load(str(file), map_location="cpu", weights_only=True))
@@ -155,4 +172,4 @@ def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None]:
         )
     out = next((state[k] for k in OUTPUT_KEYS if k in state), None)
     tied = out is None or (out.shape == emb.shape and torch.equal(out, emb))
-    return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out)
+    return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out), out is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,67 @@ ALIASES: dict[str, tuple[str, Callable[[], Path], str]] = {
 }
 
 
-def resolve_model(spec: str) -> ModelFiles:
+# The Hugging Face hub ids of the models the aliases package: an adapter trained on one of them records
+# the hub id as its base_model_name_or_path.
+ALIAS_HUB_IDS: dict[str, tuple[str, ...]] = {
+    "gemma-3-270m": ("google/gemma-3-270m",),
+    "all-minilm-l6-v2": ("sentence-transformers/all-MiniLM-L6-v2",),
+    "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct",),
+}
+
+
+def alias_for(name: str) -> str | None:
+    """The packaged alias that ``name`` is exactly (the alias itself or its hub id, any case)."""
+    lowered = name.strip().lower()
+    for alias, hub_ids in ALIAS_HUB_IDS.items():
+        if lowered == alias or lowered in (h.lower() for h in hub_ids):
+            return alias
+    return None
+
+
+# Trailing parts of a model file or folder name that say how it is stored, not which model it is.
+_STORAGE_SUFFIX = re.compile(r"[-._](gguf|safetensors|i?q\d(_[a-z0-9]+)*|f16|f32|bf16|fp16|fp32)$")
+
+
+def name_keys(name: str) -> set[str]:
+    """Comparable keys of a model name, hub id or path: the last component, lower-cased, without
+    storage suffixes (.gguf, Q4_K_M, f16) and punctuation, so that ``google/gemma-3-270m``,
+    ``/models/gemma-3-270m-Q4_K_M.gguf`` and ``gemma_3_270m`` share the key ``gemma3270m``; a Hugging
+    Face cache folder (``models--org--name``) adds its name; a packaged alias adds its hub ids."""
+    keys = set()
+    raw = [name.strip().rstrip("/\\").replace("\\", "/").split("/")[-1]]
+    raw += [m.group(1) for m in re.finditer(r"models--[^/]+?--([^/]+)", name)]
+    alias = alias_for(name)
+    if alias:
+        raw += [alias, *(h.split("/")[-1] for h in ALIAS_HUB_IDS[alias])]
+    for part in raw:
+        part = part.lower()
+        while True:
+            stripped = _STORAGE_SUFFIX.sub("", part)
+            if stripped == part:
+                break
+            part = stripped
+        key = re.sub(r"[^a-z0-9]", "", part)
+        if key:
+            keys.add(key)
+    return keys
+
+
+def model_names(files: ModelFiles) -> set[str]:
+    """Name keys of a resolved model: its spec, its file or folder, and the folder a model file is in."""
+    keys = name_keys(files.spec) | name_keys(str(files.path))
+    if files.path.is_file():
+        keys |= name_keys(str(files.path.parent))
+    return keys
+
+
+def resolve_model(spec: str, *, gguf_file: str | None = None) -> ModelFiles:
     """Maps a --model value to local files, never downloading.
 
     Accepts a packaged alias, a local path that some registered format recognises (a .gguf file, a
     Hugging Face model directory, ...), or an HF hub id that is already in the local Hugging Face cache.
+    ``gguf_file``: the file to take from a folder holding several models (an adapter's
+    ``tokenizer_kwargs.gguf_file``); the spec then becomes that file's path.
     """
     from audit.inputs.formats import FORMATS
 
@@ -81,6 +138,9 @@ def resolve_model(spec: str) -> ModelFiles:
         kind, locate, _ = ALIASES[spec]
         return ModelFiles(spec, kind, locate())
     path = Path(os.path.expanduser(spec))
+    if gguf_file and path.is_dir() and (path / gguf_file).is_file():
+        path = path / gguf_file
+        spec = str(path)
     if path.exists():
         for fmt in FORMATS.values():
             found = fmt.locate(path)
@@ -108,3 +168,23 @@ def _from_hf_cache(repo_id: str) -> Path:
             f"model '{repo_id}' is not in the local Hugging Face cache (prompt-audit never downloads)",
             f"download it beforehand and pass its directory, or use a packaged alias ({known})",
         ) from exc
+
+
+def resolve_local(name: str, *, gguf_file: str | None = None) -> ModelFiles | None:
+    """The model ``name`` (an adapter's recorded base model) when it is available here without network,
+    else None: a packaged alias, an existing path, a hub id in the local Hugging Face cache, or the
+    packaged model a hub id names."""
+    try:
+        if name in ALIASES or Path(os.path.expanduser(name)).exists():
+            return resolve_model(name, gguf_file=gguf_file)
+        if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+            return ModelFiles(name, "hf", _from_hf_cache(name))
+    except AuditInputError:
+        pass
+    alias = alias_for(name)
+    if alias is None:
+        return None
+    try:
+        return resolve_model(alias)
+    except AuditInputError:
+        return None

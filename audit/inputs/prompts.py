@@ -19,6 +19,15 @@ PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 PEFT_KEY = "prompt_embeddings"
 PROJECTABLE_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING")
+PROJECTABLE = "only PROMPT_TUNING and P_TUNING prompts live in the token-embedding space and can be projected"
+# Why an adapter of another type cannot be projected: what it stores instead of input embeddings.
+NOT_EMBEDDINGS = {
+    "PREFIX_TUNING": "it stores per-layer key/value prefixes, not input embeddings",
+    "LORA": "it stores low-rank updates of weight matrices (lora_A/lora_B), not input embeddings",
+    "IA3": "it stores per-layer scaling vectors of activations, not input embeddings",
+    "ADAPTION_PROMPT": "it stores per-layer adaption prompts inside attention, not input embeddings",
+    "MULTITASK_PROMPT_TUNING": "it stores a shared prompt and per-task factors, not one prompt",
+}
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,25 @@ class Segment:
 
 @dataclass(frozen=True)
 class PeftInfo:
+    """What an adapter_config.json records about the prompt and the model it was trained on.
+
+    Attributes:
+        base_model: ``base_model_name_or_path`` as PEFT wrote it (a hub id, or a path on the training
+            machine that need not exist here).
+        init: ``prompt_tuning_init`` (TEXT, RANDOM, SAMPLE_VOCAB), None for P-tuning.
+        tokenizer: ``tokenizer_name_or_path`` (the tokenizer a TEXT init was tokenised with).
+        gguf_file: ``tokenizer_kwargs.gguf_file``: which GGUF file of a folder the adapter was made with.
+    """
+
     peft_type: str
     task_type: str | None
     base_model: str | None
     init_text: str | None
     num_virtual_tokens: int
     num_transformer_submodules: int
+    init: str | None = None
+    tokenizer: str | None = None
+    gguf_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,42 +184,88 @@ def _load_npy(path: Path, key: str | None = None) -> np.ndarray:
         ) from exc
 
 
-def _load_peft_dir(path: Path, key: str | None) -> tuple[torch.Tensor, PeftInfo, list[Path]]:
-    config_path = path / PEFT_CONFIG
-    weights = [path / name for name in PEFT_WEIGHTS if (path / name).is_file()]
-    if not config_path.is_file() or not weights:
-        raise AuditInputError(
-            f"{path} is a directory without a PEFT adapter ({PEFT_CONFIG} + adapter_model.safetensors)",
-            "pass a PEFT prompt-tuning adapter directory or a .safetensors/.npy/.pt prompt file",
+def _adapter_folders(path: Path) -> list[str]:
+    """Subfolders holding an adapter (``save_pretrained`` writes a named adapter into NAME/)."""
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and (p / PEFT_CONFIG).is_file())
+
+
+def _no_adapter(path: Path) -> AuditInputError:
+    accepted = f"{PEFT_CONFIG} + adapter_model.safetensors or adapter_model.bin"
+    inside = _adapter_folders(path)
+    if inside:
+        shown = ", ".join(inside[:8]) + (" ..." if len(inside) > 8 else "")
+        return AuditInputError(
+            f"{path} is a directory without a PEFT adapter of its own ({accepted}) but holds "
+            f"{len(inside)} named adapter folder(s): {shown}",
+            f"scan one of them, e.g. `prompt-audit scan {path / inside[0]}` (a folder of adapters cannot "
+            "be scanned in one run yet)",
         )
+    return AuditInputError(
+        f"{path} is a directory without a PEFT adapter ({accepted})",
+        "pass a PEFT prompt-tuning adapter directory or a .safetensors/.npy/.pt prompt file",
+    )
+
+
+def _read_peft_config(config_path: Path) -> dict:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AuditInputError(f"{config_path} is not valid JSON ({exc})", "re-save the adapter") from exc
+    if not isinstance(config, dict):
+        raise AuditInputError(f"{config_path} is not a PEFT adapter config (not a JSON object)", "re-save it")
+    return config
+
+
+def _check_peft_type(config: dict, what: str, *, extra_fix: str = "") -> str:
+    """The adapter's peft_type when its prompt can be projected; refuses every other type with why."""
     peft_type = str(config.get("peft_type", "")).upper()
-    if peft_type == "PREFIX_TUNING":
-        raise AuditInputError(
-            f"{path} is a PREFIX_TUNING adapter: it stores per-layer key/value prefixes, "
-            "not input embeddings",
-            "only PROMPT_TUNING and P_TUNING prompts live in the token-embedding space and can be projected",
-        )
-    if peft_type not in PROJECTABLE_PEFT_TYPES:
-        raise AuditInputError(
-            f"{path} is a {peft_type or 'unknown'} adapter",
-            f"prompt-audit projects {' and '.join(PROJECTABLE_PEFT_TYPES)} adapters only",
-        )
-    tensor = _load_safetensors(weights[0], key or PEFT_KEY) if weights[0].suffix == ".safetensors" else None
-    if tensor is None:
-        tensor = _load_torch(weights[0], key or PEFT_KEY)
-    info = PeftInfo(
+    if peft_type in PROJECTABLE_PEFT_TYPES:
+        return peft_type
+    reason = NOT_EMBEDDINGS.get(peft_type, "it does not store a soft prompt in the input-embedding space")
+    raise AuditInputError(f"{what} is a {peft_type or 'unknown'} adapter: {reason}", PROJECTABLE + extra_fix)
+
+
+def _peft_info(config: dict, peft_type: str) -> PeftInfo:
+    kwargs = config.get("tokenizer_kwargs")
+    gguf_file = kwargs.get("gguf_file") if isinstance(kwargs, dict) else None
+    return PeftInfo(
         peft_type=peft_type,
         task_type=config.get("task_type"),
         base_model=config.get("base_model_name_or_path") or None,
         init_text=config.get("prompt_tuning_init_text") or None,
         num_virtual_tokens=int(config.get("num_virtual_tokens") or 0),
         num_transformer_submodules=int(config.get("num_transformer_submodules") or 1),
+        init=str(config["prompt_tuning_init"]).upper() if config.get("prompt_tuning_init") else None,
+        tokenizer=config.get("tokenizer_name_or_path") or None,
+        gguf_file=str(gguf_file) if gguf_file else None,
     )
-    return tensor, info, [config_path, weights[0]]
+
+
+def _load_weights(weights: Path, key: str | None) -> torch.Tensor:
+    if weights.suffix == ".safetensors":
+        return _load_safetensors(weights, key or PEFT_KEY)
+    return _load_torch(weights, key or PEFT_KEY)
+
+
+def _load_peft_dir(path: Path, key: str | None) -> tuple[torch.Tensor, PeftInfo, list[Path]]:
+    config_path = path / PEFT_CONFIG
+    if not config_path.is_file():
+        raise _no_adapter(path)
+    config = _read_peft_config(config_path)
+    peft_type = _check_peft_type(config, str(path))
+    weights = [path / name for name in PEFT_WEIGHTS if (path / name).is_file()]
+    if not weights:
+        raise AuditInputError(
+            f"{path} has {PEFT_CONFIG} but no adapter_model.safetensors or adapter_model.bin",
+            "copy the adapter's weights file next to its config",
+        )
+    return _load_weights(weights[0], key), _peft_info(config, peft_type), [config_path, weights[0]]
+
+
+def _sibling_adapter(path: Path) -> tuple[dict, Path] | None:
+    """The adapter config next to a prompt file (the file may be that adapter's weights), or None."""
+    config_path = path.parent / PEFT_CONFIG
+    return (_read_peft_config(config_path), config_path) if config_path.is_file() else None
 
 
 def _segments(n_rows: int, peft: PeftInfo | None, source: str) -> tuple[Segment, ...]:
@@ -241,15 +309,28 @@ def load_prompt(path: Path | str, *, key: str | None = None) -> SoftPrompt:
     if not path.exists():
         raise AuditInputError(f"prompt path {path} does not exist", "check the path")
     peft = None
+    sibling = None if path.is_dir() else _sibling_adapter(path)
     if path.is_dir():
         raw, peft, files = _load_peft_dir(path, key)
         fmt, sha = "peft", _sha256_dir(files)
+    elif sibling is not None and path.name in PEFT_WEIGHTS:
+        # An adapter's own weights file: the same checks and records as its folder.
+        config, config_path = sibling
+        peft_type = _check_peft_type(config, f"{path} belongs to {config_path}, which")
+        raw, peft = _load_weights(path, key), _peft_info(config, peft_type)
+        fmt, sha = "peft", _sha256_dir([config_path, path])
     else:
         suffix = path.suffix.lower()
         if suffix not in FILE_FORMATS:
             raise AuditInputError(
                 f"unsupported prompt file type '{suffix or path.name}'",
                 f"pass a PEFT adapter directory or a {', '.join(FILE_FORMATS)} file",
+            )
+        if sibling is not None:  # a file inside an adapter folder is checked as that adapter
+            _check_peft_type(
+                sibling[0],
+                f"{path} sits next to {sibling[1]}, which",
+                extra_fix="; if the file is not part of that adapter, move it out of the adapter folder",
             )
         fmt, loader = FILE_FORMATS[suffix]
         raw = loader(path, key)

@@ -146,8 +146,11 @@ class Vocabulary:
 
     Attributes:
         input: raw input embedding matrix E (vocab, d_model), unscaled.
-        output: raw output (unembedding) matrix (vocab, d_model), or None when tied to ``input``.
+        output: raw output (unembedding) matrix (vocab, d_model), or None when tied to ``input`` or
+            absent.
         embed_scale: the factor the model applies to E before the first layer.
+        lm_head: the model has an output layer at all; False for an encoder saved without a
+            language-model head (e.g. a BertModel), where ``output`` is None and nothing is tied.
     """
 
     spec: str
@@ -159,6 +162,7 @@ class Vocabulary:
     facts: TokenizerFacts
     load_tokenizer: Callable[[], Any] = field(repr=False, compare=False)
     sha256: str
+    lm_head: bool = True
 
     @property
     def uncased(self) -> bool:
