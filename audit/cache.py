@@ -1,33 +1,61 @@
 """The one on-disk cache: every stage gets or builds its entries here, by a versioned key.
 
 Location: $PROMPT_AUDIT_CACHE, else $XDG_CACHE_HOME/prompt-audit, else ~/.cache/prompt-audit; an entry
-lives at ``<root>/<kind>/<key><suffix>`` (:func:`entry_path` is the only place that decides). Writes
-are atomic (a temp file or folder in the same directory, then a rename), so an interrupted or
-concurrent run never leaves a half-written entry. The cache is an optimisation: an entry that cannot
-be read is rebuilt (one warning line), and a cache that cannot be written degrades to computing in
-memory (one warning line).
+lives at ``<root>/<kind>/<key><suffix>`` (:func:`entry_path` is the only place that decides), a file or
+a folder, with its checksum record ``<entry>.check.json`` beside it (format version, size and sha256 of
+every file). Writes are atomic (a temp file or folder in the same directory, then renames: the record
+first, so an entry is never visible without one, both under a lock on the kind's folder that readers
+share), so an interrupted or concurrent run never leaves a half-written or mismatched entry. The cache
+is an optimisation: every read is checked against the record first, and an entry that fails the check
+or cannot be read is rebuilt (one warning line); a cache that cannot be written degrades to computing
+in memory (one warning line per process).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+from audit.errors import AuditInputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: writes stay atomic, only not locked
+    fcntl = None
 
 T = TypeVar("T")
 _warned: set[str] = set()
 
+CACHE_FORMAT = "1"  # layout of the checksum records; an entry recorded under another one is rebuilt
+RECORD_SUFFIX = ".check.json"
+
+
+class DamagedEntry(ValueError):
+    """A cache entry that does not match its checksum record: treated as missing."""
+
+
+def root_and_source() -> tuple[Path, str]:
+    """The cache root (not created) and the setting it comes from."""
+    configured = os.environ.get("PROMPT_AUDIT_CACHE")
+    if configured:
+        return Path(configured), "$PROMPT_AUDIT_CACHE"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "prompt-audit", "$XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "prompt-audit", "default"
+
 
 def root() -> Path:
     """The cache root (not created)."""
-    configured = os.environ.get("PROMPT_AUDIT_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prompt-audit"
+    return root_and_source()[0]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -47,10 +75,16 @@ def entry_path(kind: str, key: str, suffix: str = "") -> Path:
     return folder / f"{key}{suffix}"
 
 
-def warn(message: str) -> None:
-    """One stderr line per distinct message and process."""
-    if message not in _warned:
-        _warned.add(message)
+def record_path(path: Path) -> Path:
+    """The checksum record of the entry at ``path``."""
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def warn(message: str, *, once: str | None = None) -> None:
+    """One stderr line per distinct message (or per ``once`` key) and process."""
+    key = once or message
+    if key not in _warned:
+        _warned.add(key)
         print(f"prompt-audit: warning: {message}", file=sys.stderr)
 
 
@@ -68,39 +102,142 @@ def get_or_build(
     Args:
         kind: the stage's folder (``stats``, ``null``, ...); key: versioned content key.
         build: computes the value. save: writes it to a temp path (a file, or a folder it creates).
-        load: reads an entry; any exception means the entry is damaged: it is rebuilt.
+        load: reads an entry that passed :func:`check` (under the kind's shared lock: it must not
+            write the cache); any exception means the entry is damaged: it is rebuilt.
     """
     path = entry_path(kind, key, suffix)
     if path.exists():
         try:
-            return load(path)
+            with locked(path.parent, shared=True):
+                check(path)
+                return load(path)
         except Exception as exc:  # a damaged entry is a cache miss, never a failed audit
-            warn(f"cache entry {path} is unreadable ({type(exc).__name__}); rebuilding it")
+            warn(f"cache entry {path} {_damage(exc)}; rebuilding it")
     value = build()
     store(path, value, save)
     return value
 
 
+def _damage(exc: Exception) -> str:
+    if isinstance(exc, DamagedEntry):
+        return f"failed its check ({exc})"
+    return f"is unreadable ({type(exc).__name__})"
+
+
+def check(path: Path) -> None:
+    """Raises :class:`DamagedEntry` unless the entry at ``path`` matches its checksum record."""
+    try:
+        record = json.loads(record_path(path).read_bytes())
+    except FileNotFoundError:
+        raise DamagedEntry("no checksum record") from None
+    except (OSError, ValueError):
+        raise DamagedEntry("unreadable checksum record") from None
+    if not isinstance(record, dict) or record.get("format") != CACHE_FORMAT:
+        format_ = record.get("format") if isinstance(record, dict) else None
+        raise DamagedEntry(f"checksum record of cache format {format_!r}, expected {CACHE_FORMAT!r}")
+    try:
+        expected = {name: (int(size), str(digest)) for name, (size, digest) in record["files"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise DamagedEntry("unreadable checksum record") from None
+    files = _files(path)
+    if sorted(expected) != sorted(files):
+        raise DamagedEntry("its files differ from the checksum record")
+    for name, file in files.items():  # sizes first: a truncated entry is caught without hashing it
+        size = file.stat().st_size
+        if size != expected[name][0]:
+            raise DamagedEntry(f"{name} has {size} bytes, recorded {expected[name][0]}")
+    for name, file in files.items():
+        if _sha256(file) != expected[name][1]:
+            raise DamagedEntry(f"{name} fails its sha256 checksum")
+
+
+def _files(path: Path) -> dict[str, Path]:
+    """The files of an entry (itself, or every file under its folder), by path relative to its kind."""
+    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {p.relative_to(path.parent).as_posix(): p for p in found}
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def store(path: Path, value: T, save: Callable[[T, Path], None]) -> None:
-    """Saves ``value`` at ``path`` atomically; an unwritable cache only warns."""
+    """Saves ``value`` at ``path`` atomically, with its checksum record; an unwritable cache only warns.
+
+    A folder entry already there is kept when it passes its check (a concurrent run wrote it), else
+    replaced."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
-        warn(f"cannot write the cache in {path.parent} ({exc.strerror}); computing in memory")
+        _cannot_write(path.parent, exc)
         return
     tmp = staging / path.name
     try:
         save(value, tmp)
-        if tmp.is_file():
-            os.chmod(tmp, _default_mode())
-        if path.is_dir():  # a concurrent run built the same folder entry first: keep theirs
-            return
-        os.replace(tmp, path)
-    except OSError as exc:
-        warn(f"cannot write the cache entry {path} ({exc.strerror}); computing in memory")
+        mode = _default_mode()  # mkstemp and safetensors write 0600; keep the umask's default
+        for file in _files(tmp).values():
+            os.chmod(file, mode)
+        files = {name: [file.stat().st_size, _sha256(file)] for name, file in _files(tmp).items()}
+        record = staging / record_path(path).name
+        record.write_text(json.dumps({"format": CACHE_FORMAT, "files": files}, sort_keys=True))
+        os.chmod(record, mode)
+        # Locked, so that two writers' records and entries never interleave (rebuilt entries need not
+        # be byte-identical: safetensors orders its metadata at random), and readers see both or neither.
+        with locked(path.parent):
+            if path.is_dir():
+                if _passes(path):
+                    return
+                shutil.rmtree(path)
+            os.replace(record, record_path(path))  # the record first: no entry is ever without one
+            os.replace(tmp, path)
+    except AuditInputError:  # a save that converts its input (a GGUF file) found it unreadable
+        raise
+    except Exception as exc:  # disk full mid-write: an OSError, or a SafetensorError from safetensors
+        _cannot_write(path, exc)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _passes(path: Path) -> bool:
+    try:
+        check(path)
+    except DamagedEntry:
+        return False
+    return True
+
+
+@contextmanager
+def locked(folder: Path, *, shared: bool = False) -> Iterator[None]:
+    """An advisory lock (flock) on a kind's folder: exclusive to publish an entry, shared to read one.
+    Without fcntl (Windows) or a lock file that cannot be opened (a read-only cache), no lock."""
+    fd = None
+    if fcntl is not None:
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+            try:
+                fd = os.open(folder / ".lock", flags, 0o666)
+                break
+            except OSError:
+                continue
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            except OSError:
+                pass  # a file system without locks: the renames stay atomic, only not paired
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _cannot_write(where: Path, exc: Exception) -> None:
+    reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+    warn(f"cannot write the cache at {where} ({reason}); computing in memory", once="cache-write")
 
 
 def _default_mode() -> int:
@@ -135,6 +272,9 @@ def save_safetensors(tensors: dict, path: Path, metadata: dict[str, str] | None 
 
 
 def load_safetensors(path: Path) -> dict:
+    """The tensors of a cache entry, after :func:`check` (raises :class:`DamagedEntry` if it fails)."""
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    with locked(path.parent, shared=True):
+        check(path)
+        return load_file(str(path))

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from audit import __version__
+from audit import __version__, cache_cli
 from audit.config import (
     DEFAULT_LANGUAGES,
     DEFAULT_MAX_ABLATIONS,
@@ -21,6 +21,7 @@ from audit.config import (
     FAIL_ON_CHOICES,
     AuditConfig,
 )
+from audit.diff_cli import add_diff_command, run_diff
 from audit.errors import AuditInputError
 from audit.report.i18n import LANGUAGES
 
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _report_options(scan, json_too=True)
     scan.add_argument(
+        "--junit",
+        type=Path,
+        metavar="PATH",
+        help="write a JUnit XML report here for CI: one test case per check (geometry; behaviour with "
+        "--behaviour), failing when that check's risk is at or above --fail-on",
+    )
+    scan.add_argument(
         "--fail-on",
         choices=FAIL_ON_CHOICES,
         default="never",
@@ -82,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"default {DEFAULT_MAX_ABLATIONS}, the worst first; the report names any left out)",
     )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
+    scan.add_argument(
+        "--model-mismatch-ok",
+        action="store_true",
+        help="audit against --model even when it is certainly not the adapter's recorded base model "
+        "(otherwise exit 2); the report still carries the warning",
+    )
     scan.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="compute device (default cpu)")
     scan.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -93,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("audit", type=Path, metavar="AUDIT.json", help="the JSON a scan wrote with --json")
     _report_options(render, json_too=False)
+    add_diff_command(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -141,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     words.add_argument("--model", help="model for coverage (alias, .gguf, HF dir)")
     _wordlist_options(words)
+    cache_cli.add_parser(sub)
     return parser
 
 
@@ -229,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         handler = {
             "scan": _scan,
             "render": _render,
+            "diff": run_diff,
             "prepare": _prepare,
             "demo": _demo,
             "methods": _methods,
             "wordlists": _wordlists,
+            "cache": cache_cli.run,
         }[args.command]
         return handler(args)
     except AuditInputError as exc:
@@ -260,7 +278,7 @@ def _scan(args: argparse.Namespace) -> int:
     from audit.report.markdown import render_markdown
     from audit.report.terminal import render_terminal
 
-    outputs = [p for p in (args.json, args.html, args.markdown) if p is not None]
+    outputs = [p for p in (args.json, args.html, args.markdown, args.junit) if p is not None]
     check_writable(outputs, force=args.force)
     config = _config(
         args,
@@ -271,6 +289,7 @@ def _scan(args: argparse.Namespace) -> int:
         device=args.device,
         behaviour=args.behaviour,
         max_ablations=args.max_ablations,
+        model_mismatch_ok=args.model_mismatch_ok,
     )
     result = run_audit(config)
     contents = {}
@@ -280,8 +299,12 @@ def _scan(args: argparse.Namespace) -> int:
         contents[args.html] = render_html(result, args.report_lang)
     if args.markdown:
         contents[args.markdown] = render_markdown(result, args.report_lang)
+    if args.junit:
+        from audit.report.junit import adapter_name, render_junit
+
+        contents[args.junit] = render_junit([(adapter_name(result), result)], args.fail_on, args.report_lang)
     write_outputs(contents)
-    labels = {args.json: "JSON", args.html: "HTML", args.markdown: "Markdown"}
+    labels = {args.json: "JSON", args.html: "HTML", args.markdown: "Markdown", args.junit: "JUnit"}
     print(render_terminal(result, {labels[p]: str(p) for p in contents}), end="")
     return exit_code(result.summary.risk.label, args.fail_on)
 
