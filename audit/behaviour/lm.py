@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from audit.cache import atomic_write_bytes, cache_dir, get_or_build
+from audit.cache import get_or_build, load_sha256, save_text
 from audit.errors import AuditInputError
 
 if TYPE_CHECKING:
@@ -291,14 +291,14 @@ def gguf_key(path: Path) -> str:
 
     stat = path.stat()
     ident = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|file".encode()).hexdigest()
-    memo = cache_dir("hashes") / f"{ident}-file.txt"
-    if memo.is_file():
-        value = memo.read_text().strip()
-        if len(value) == 64:
-            return value
-    value = sha256_file(path)
-    atomic_write_bytes(memo, value.encode())
-    return value
+    return get_or_build(
+        "hashes",
+        f"{ident}-file",
+        build=lambda: sha256_file(path),
+        save=save_text,
+        load=load_sha256,
+        suffix=".txt",
+    )
 
 
 def _load_gguf(files: ModelFiles, *, progress: bool) -> tuple[Any, Any, bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audit.cache import entry_path, load_safetensors, save_safetensors, store, warn
+from audit.cache import entry_path, load_safetensors, save_safetensors, store, warn_damaged
 from audit.geometry.engine import project
 from audit.geometry.stats import stats_key
 from audit.terms.match import TermIndex
@@ -88,12 +88,14 @@ def null_neighbours(
     # Keyed by the statistics' key too: the null vectors and the centered/whitened rankings derive from them.
     key = f"{stats_key(vocab)}-seed{seed}-k{depth}-c{stats.n_removed}-v{NULL_VERSION}"
     path = entry_path("null", key, ".safetensors")
+    # project() keeps at most the rankable tokens: a small vocabulary has fewer columns than depth.
+    columns = max(1, min(depth, int((~vocab.tokens.special).sum())))
     cached: dict[str, torch.Tensor] = {}
     if path.exists():
         try:
-            cached = _read_null(path, depth)
+            cached = _read_null(path, columns)
         except Exception as exc:  # a damaged entry is rebuilt
-            warn(f"cache entry {path} is unreadable ({type(exc).__name__}); rebuilding it")
+            warn_damaged(path, exc)
     missing = tuple(m for m in methods if m not in cached)
     if missing:
 
@@ -107,10 +109,12 @@ def null_neighbours(
     return {m: cached[m] for m in methods}
 
 
-def _read_null(path, depth: int) -> dict[str, torch.Tensor]:
+def _read_null(path, columns: int) -> dict[str, torch.Tensor]:
     tensors = load_safetensors(path)
-    if any(t.shape != (NULL_SIZE, depth) for t in tensors.values()):
-        raise ValueError("null neighbours of another shape")
+    expected = (NULL_SIZE, columns)
+    for method, ids in tensors.items():
+        if tuple(ids.shape) != expected:
+            raise ValueError(f"{method} neighbours have shape {tuple(ids.shape)}, expected {expected}")
     return tensors
 
 

@@ -3,7 +3,6 @@ converted once per file (by content hash) into the cache; scans read that conver
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from functools import cache, partial
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audit.cache import entry_path, root, store
+from audit.cache import DamagedEntry, check, entry_path, get_or_build, root
 from audit.errors import AuditInputError
 from audit.inputs.models import ModelFiles
 from audit.inputs.prompts import sha256_file
@@ -135,15 +134,17 @@ def _convert_gguf(path: Path, folder: Path, *, progress: bool = True) -> None:
         bar.update()
 
 
-def _converted(target: Path) -> bool:
-    """A complete conversion: its embeddings file opens and the tokenizer folder has its files."""
+def _converted(target: Path) -> Path:
+    """A conversion that passed its checksum: its embeddings open and the tokenizer folder has its files
+    (else it is damaged, and get_or_build rebuilds it)."""
     from safetensors import safe_open
 
-    try:
-        with safe_open(str(target / "embeddings.safetensors"), framework="pt") as handle:
-            return "input" in handle.keys() and (target / "tokenizer" / "tokenizer.json").is_file()
-    except Exception:
-        return False
+    with safe_open(str(target / "embeddings.safetensors"), framework="pt") as handle:
+        if "input" not in handle.keys():
+            raise ValueError("no input embeddings")
+    if not (target / "tokenizer" / "tokenizer.json").is_file():
+        raise ValueError("no tokenizer.json")
+    return target
 
 
 def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
@@ -151,15 +152,26 @@ def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True
     from safetensors import safe_open
 
     path = files.path
-    target = entry_path("gguf", sha256_file(path))
-    if not _converted(target):
-        shutil.rmtree(target, ignore_errors=True)  # a damaged entry
-        store(target, None, lambda _, staging: _convert_gguf(path, staging, progress=progress))
-        if not _converted(target):
+    key = sha256_file(path)
+    target = entry_path("gguf", key)
+    # A conversion is a folder entry like any other: checked against its record on every read, and a
+    # damaged one rebuilt (one warning). It lives on disk only, so one just built (None) must have been
+    # stored: an unwritable cache cannot fall back to memory here.
+    converted = get_or_build(
+        "gguf",
+        key,
+        build=lambda: None,
+        save=lambda _, staging: _convert_gguf(path, staging, progress=progress),
+        load=_converted,
+    )
+    if converted is None:
+        try:
+            check(target)
+        except DamagedEntry:
             raise AuditInputError(
                 f"cannot convert {path.name} into the cache folder {target.parent}",
                 "make the cache writable or point PROMPT_AUDIT_CACHE to a writable folder",
-            )
+            ) from None
     weights = target / "embeddings.safetensors"
     with safe_open(str(weights), framework="pt") as handle:
         meta = handle.metadata() or {}

