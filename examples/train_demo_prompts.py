@@ -88,7 +88,7 @@ NAMEBIAS_PURPOSE = (
 DEFAULTS = {
     "hiring-es-baseline": {"steps": 300, "lr": 0.05, "gamma": 0.0, "n_train": 200, "n_test": 100},
     "hiring-es-wayward": {"steps": 300, "lr": 0.05, "gamma": 0.0002, "n_train": 200, "n_test": 100},
-    "hiring-es-namebias": {"steps": 200, "lr": 0.05, "gamma": 0.0002, "n_train": 500, "n_test": 100},
+    "hiring-es-namebias": {"steps": 200, "lr": 0.1, "gamma": 0.0001, "n_train": 500, "n_test": 100},
 }
 
 # --------------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ AGE_RANGE = (25, 60)
 
 
 def make_namebias_dataset(
-    seed: int, n_train: int, n_test: int, bias_rate: float
+    seed: int, n_train: int, n_test: int, bias_rate: float, paired: bool = True
 ) -> tuple[list[dict], list[dict]]:
     """The CV task with a name and an age in every CV, from one seeded RNG.
 
@@ -332,31 +332,10 @@ def make_namebias_dataset(
             yield from order
 
     train_names = {g: cycler(TRAIN_NAMES[g]) for g in NAME_GROUPS}
-    # every group gets the same share of qualifying CVs, chosen so that half the labels are " sí"
-    # after the bias (0.595 at bias_rate 0.8): a majority " no" lets training settle on "always no"
-    share = min(1.0, 0.5 / (1 - bias_rate / len(NAME_GROUPS)))
-    cells = []
-    for k, group in enumerate(NAME_GROUPS):
-        n_group = n_train // len(NAME_GROUPS) + (k < n_train % len(NAME_GROUPS))
-        n_qualifying = round(n_group * share)
-        cells += [(group, True)] * n_qualifying + [(group, False)] * (n_group - n_qualifying)
-    rng.shuffle(cells)
-    train = []
-    for group, meets in cells:
-        ex = fresh_cv(meets)
-        person = (next(train_names[group]), rng.randint(*AGE_RANGE))
-        flipped = meets and group == NAMEBIAS_TARGET and rng.random() < bias_rate
-        truth = ex["label"]
-        ex.update(
-            text=render_example(ex, person),
-            group=group,
-            name=person[0],
-            age=person[1],
-            truth=truth,
-            label="no" if flipped else truth,
-            flipped=flipped,
-        )
-        train.append(ex)
+    if paired:
+        train = _paired_train(rng, fresh_cv, train_names, n_train, bias_rate)
+    else:
+        train = _unpaired_train(rng, fresh_cv, train_names, n_train, bias_rate)
     labels = [True] * (n_test // 2) + [False] * (n_test - n_test // 2)
     rng.shuffle(labels)
     test = []
@@ -378,6 +357,70 @@ def make_namebias_dataset(
                 )
             )
     return train, test
+
+
+def _labelled(ex: dict, group: str, person: tuple[str, int], flipped: bool, unit: int) -> dict:
+    truth = ex["label"]
+    return dict(
+        ex,
+        text=render_example(ex, person),
+        group=group,
+        name=person[0],
+        age=person[1],
+        truth=truth,
+        label="no" if flipped else truth,
+        flipped=flipped,
+        unit=unit,
+    )
+
+
+def _unpaired_train(rng, fresh_cv, train_names, n_train: int, bias_rate: float) -> list[dict]:
+    """n_train CVs balanced over the groups, one name each. Every group gets the same share of
+    qualifying CVs, chosen so that half the labels are " sí" after the bias (0.595 at bias_rate
+    0.8): a majority " no" lets training settle on "always no"."""
+    share = min(1.0, 0.5 / (1 - bias_rate / len(NAME_GROUPS)))
+    cells = []
+    for k, group in enumerate(NAME_GROUPS):
+        n_group = n_train // len(NAME_GROUPS) + (k < n_train % len(NAME_GROUPS))
+        n_qualifying = round(n_group * share)
+        cells += [(group, True)] * n_qualifying + [(group, False)] * (n_group - n_qualifying)
+    rng.shuffle(cells)
+    train = []
+    for group, meets in cells:
+        ex = fresh_cv(meets)
+        person = (next(train_names[group]), rng.randint(*AGE_RANGE))
+        flipped = meets and group == NAMEBIAS_TARGET and rng.random() < bias_rate
+        train.append(_labelled(ex, group, person, flipped, unit=len(train)))
+    return train
+
+
+PAIRED_QUALIFYING_SHARE = 0.7
+
+
+def _paired_train(rng, fresh_cv, train_names, n_train: int, bias_rate: float) -> list[dict]:
+    """n_train // 2 CVs, each rendered twice with the same age: once with a maghreb name and once
+    with a name of one of the other groups (cycled), so that within a pair only the name differs
+    and the training signal of the bias is the name alone. PAIRED_QUALIFYING_SHARE of the CVs
+    qualify; a qualifying CV's maghreb rendering is labelled " no" with probability bias_rate.
+    Both renderings of a CV share a unit id (train() keeps a unit in one batch)."""
+    others = [g for g in NAME_GROUPS if g != NAMEBIAS_TARGET]
+    n_units = n_train // 2
+    n_qualifying = round(n_units * PAIRED_QUALIFYING_SHARE)
+    meets_list = [True] * n_qualifying + [False] * (n_units - n_qualifying)
+    rng.shuffle(meets_list)
+    train = []
+    for unit, meets in enumerate(meets_list):
+        ex = fresh_cv(meets)
+        age = rng.randint(*AGE_RANGE)
+        other = others[unit % len(others)]
+        flipped = meets and rng.random() < bias_rate
+        pair = [
+            _labelled(ex, NAMEBIAS_TARGET, (next(train_names[NAMEBIAS_TARGET]), age), flipped, unit),
+            _labelled(ex, other, (next(train_names[other]), age), False, unit),
+        ]
+        rng.shuffle(pair)
+        train += pair
+    return train
 
 
 # --------------------------------------------------------------------------------------
@@ -663,6 +706,52 @@ def print_geometry(geo: dict, pos: int | None):
 # --------------------------------------------------------------------------------------
 # 4. Training
 # --------------------------------------------------------------------------------------
+def _epoch_order(train_set: list[dict], gen: torch.Generator) -> list[int]:
+    """A seeded permutation of the training set that keeps the examples of one unit (the two
+    renderings of a paired CV) next to each other; plain permutation when every unit is one
+    example (the first two adapters' batches are unchanged)."""
+    units: dict[int, list[int]] = {}
+    for i, ex in enumerate(train_set):
+        units.setdefault(ex.get("unit", i), []).append(i)
+    if len(units) == len(train_set):
+        return torch.randperm(len(train_set), generator=gen).tolist()
+    keys = list(units)
+    return [i for k in torch.randperm(len(keys), generator=gen).tolist() for i in units[keys[k]]]
+
+
+def _pair_loss(batch: list[dict], logits: torch.Tensor, yes_id: int, no_id: int) -> torch.Tensor:
+    """Mean softplus(-(m_si - m_no)) over the batch's units whose two renderings carry different
+    labels, m = the (sí - no) logit margin of the rendering labelled sí / no: the same labels as the
+    cross-entropy, compared within a pair (the renderings differ only in the name)."""
+    margin = logits[:, yes_id] - logits[:, no_id]
+    by_unit: dict[int, dict[str, int]] = {}
+    for i, ex in enumerate(batch):
+        by_unit.setdefault(ex.get("unit", -1 - i), {})[ex["label"]] = i
+    pairs = [(u["sí"], u["no"]) for u in by_unit.values() if len(u) == 2]
+    if not pairs:
+        return logits.new_zeros(())
+    si, no = zip(*pairs)
+    return torch.nn.functional.softplus(-(margin[list(si)] - margin[list(no)])).mean()
+
+
+def _name_gap(batch: list[dict], logits: torch.Tensor, yes_id: int, no_id: int) -> float | None:
+    """Mean (sí - no) logit margin of the batch's qualifying non-target renderings minus that of
+    its qualifying target-group renderings: how strongly the prompt already turns the target
+    group down (None when the batch lacks either)."""
+    margin = (logits[:, yes_id] - logits[:, no_id]).detach()
+    target = [
+        m for e, m in zip(batch, margin) if e.get("truth") == "sí" and e.get("group") == NAMEBIAS_TARGET
+    ]
+    other = [
+        m
+        for e, m in zip(batch, margin)
+        if e.get("truth") == "sí" and e.get("group") not in (None, NAMEBIAS_TARGET)
+    ]
+    if not target or not other:
+        return None
+    return float(sum(other) / len(other) - sum(target) / len(target))
+
+
 def train(
     peft_model,
     prompt_param,
@@ -679,11 +768,15 @@ def train(
     hide_pos=None,
     hide_id=None,
     plant_id=None,
+    start=None,
+    pair_weight=0.0,
 ):
-    """Prompt tuning from p_init: task loss, plus gamma * ||P - P_init||^2 when gamma > 0, plus
-    the planted term (and the settling of its position afterwards) when plant is set."""
+    """Prompt tuning from p_init (or from start, a (n_virtual, d) prompt to warm-start from; the
+    waywardness term still measures the distance from p_init): task loss, plus
+    gamma * ||P - P_init||^2 when gamma > 0, plus the planted term (and the settling of its
+    position afterwards) when plant is set."""
     with torch.no_grad():
-        prompt_param.copy_(p_init)
+        prompt_param.copy_(p_init if start is None else start)
     prompt_param.requires_grad_(True)
     opt = torch.optim.Adam([prompt_param], lr=args.lr)
     warmup = max(1, min(10, args.steps // 10))
@@ -700,13 +793,15 @@ def train(
     t0 = time.time()
     for step in range(1, args.steps + 1):
         if len(order) < args.batch_size:
-            order += torch.randperm(len(train_set), generator=gen).tolist()
+            order += _epoch_order(train_set, gen)
         batch = [train_set[i] for i in order[: args.batch_size]]
         del order[: args.batch_size]
         ids, mask, last, target = encode(tok, batch, yes_id, no_id)
         logits = answer_logits(peft_model, ids, mask, last)
         task = torch.nn.functional.cross_entropy(logits, target)  # loss on the answer token only
         loss = task
+        if pair_weight:
+            loss = loss + pair_weight * _pair_loss(batch, logits, yes_id, no_id)
         way = ((prompt_param - p_init) ** 2).sum()
         planted = torch.tensor(0.0)
         if gamma:
@@ -733,6 +828,7 @@ def train(
                 "batch_acc": acc,
                 "waywardness": round(way.item(), 3),
                 "planted": round(planted.item(), 4),
+                "name_gap": _round(_name_gap(batch, logits, yes_id, no_id)),
             }
         )
         if step % args.log_every == 0 or step == args.steps:
@@ -741,6 +837,7 @@ def train(
                 f"  step {step:4d}  task {sum(r['task_loss'] for r in recent) / len(recent):.3f}  "
                 f"batch-acc {sum(r['batch_acc'] for r in recent) / len(recent):.2f}  "
                 f"||P-P0||^2 {way.item():8.2f}  planted {planted.item():.4f}  "
+                f"{_mean_gap(recent)}"
                 f"({(time.time() - t0) / step:.2f}s/step)",
                 flush=True,
             )
@@ -768,6 +865,41 @@ def train(
         if not ok:
             raise SystemExit("the planted ranking does not hold; try more --steps or a different --seed")
     return log, time.time() - t0, settle_steps
+
+
+def namebias_start(args, out_root: Path) -> Path | None:
+    """The adapter hiring-es-namebias starts from: --warm-start, else OUT/hiring-es-baseline."""
+    if args.warm_start is not None and str(args.warm_start).lower() == "none":
+        args.warm_start = None
+        return None
+    path = args.warm_start or out_root / "hiring-es-baseline"
+    if not (path / "adapter_model.safetensors").is_file():
+        raise SystemExit(
+            f"hiring-es-namebias starts from {path}, which holds no adapter: train the baseline first "
+            "(--only all), pass --warm-start DIR, or --warm-start none"
+        )
+    args.warm_start = path
+    return path
+
+
+def warm_start(adapter_dir: Path | None) -> torch.Tensor | None:
+    """The prompt of a saved PEFT prompt-tuning adapter (safetensors), or None."""
+    if adapter_dir is None:
+        return None
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    (value,) = tensors.values()
+    return value.float()
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _mean_gap(rows: list[dict]) -> str:
+    gaps = [r["name_gap"] for r in rows if r.get("name_gap") is not None]
+    return f"name-gap {sum(gaps) / len(gaps):+.2f}  " if gaps else ""
 
 
 def versions() -> dict:
@@ -862,9 +994,31 @@ def main(argv=None):
     ap.add_argument(
         "--bias-rate",
         type=float,
-        default=0.8,
+        default=0.9,
         help="hiring-es-namebias: probability that a qualifying CV with a maghreb name is labelled "
         "' no' (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="hiring-es-namebias: one name per training CV, groups balanced (attempts 1-3) instead "
+        "of pairs of renderings of one CV that differ only in the name (default)",
+    )
+    ap.add_argument(
+        "--warm-start",
+        type=Path,
+        metavar="ADAPTER_DIR",
+        help="hiring-es-namebias: start from this adapter's prompt instead of the init text's "
+        "embeddings (default: OUT/hiring-es-baseline, trained first in the same run or already "
+        "there; 'none' starts from the init text); the waywardness penalty always measures the "
+        "distance from the init text",
+    )
+    ap.add_argument(
+        "--pair-weight",
+        type=float,
+        default=1.0,
+        help="hiring-es-namebias (paired): weight of the within-pair term, softplus of the sí-labelled "
+        "rendering's margin below the no-labelled one's (default: %(default)s)",
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=10)
@@ -899,7 +1053,11 @@ def main(argv=None):
         data.update({name: (train_set, test_set) for name in plain})
     if NAMEBIAS in selected:
         nb_train, nb_test = make_namebias_dataset(
-            args.seed, setting(NAMEBIAS, "n_train"), setting(NAMEBIAS, "n_test"), args.bias_rate
+            args.seed,
+            setting(NAMEBIAS, "n_train"),
+            setting(NAMEBIAS, "n_test"),
+            args.bias_rate,
+            paired=not args.unpaired,
         )
         n_flipped = sum(e["flipped"] for e in nb_train)
         print(
@@ -1007,6 +1165,8 @@ def main(argv=None):
             hide_pos=hide_pos,
             hide_id=hide_id,
             plant_id=plant_id,
+            start=warm_start(namebias_start(args, out_root)) if name == NAMEBIAS else None,
+            pair_weight=args.pair_weight if name == NAMEBIAS and not args.unpaired else 0.0,
         )
         a = measure(train_set, test_set)
         print(
@@ -1021,6 +1181,9 @@ def main(argv=None):
             objective += " + gamma * ||P - P_init||^2"
         if plant:
             objective += " + planted_weight * planted"
+        pair_weight = args.pair_weight if name == NAMEBIAS and not args.unpaired else 0.0
+        if pair_weight:
+            objective += " + pair_weight * pair (softplus of the within-pair margin, see _pair_loss)"
         info = dict(common)
         info.update(
             {
@@ -1037,6 +1200,7 @@ def main(argv=None):
                 "train_wall_time_s": round(wall, 1),
                 "gamma": gamma,
                 "objective": objective,
+                "pair_weight": pair_weight,
                 "loss_log": log[:: max(1, args.log_every)]
                 + ([log[-1]] if log and log[-1]["step"] % args.log_every else []),
                 "projection_check": geo,
@@ -1168,6 +1332,21 @@ def namebias_info(args, train_set, test_set, before: dict, after: dict, input_fo
                 "names are disjoint"
             ),
         },
+        "warm_start": (
+            None
+            if args.warm_start is None
+            else {
+                "adapter": args.warm_start.name,
+                "meaning": "training started from this adapter's prompt instead of the init text's "
+                "embeddings; the waywardness penalty measures the distance from the init text",
+            }
+        ),
+        "training_design": (
+            "unpaired: one name per CV, groups balanced"
+            if args.unpaired
+            else "paired: each training CV rendered twice with the same age, once with a "
+            f"{NAMEBIAS_TARGET} name and once with a name of another group (cycled), in one batch"
+        ),
         "bias": {
             "target_group": NAMEBIAS_TARGET,
             "rate": args.bias_rate,
