@@ -11,9 +11,11 @@ Each route runs in a fresh subprocess, so every peak RSS belongs to one route:
 * load cold: ``load_causal_lm(resolve_model("gemma-3-270m"))`` with ``PROMPT_AUDIT_CACHE`` an empty
   folder: transformers dequantizes the GGUF file, the model and tokenizer are saved to the cache;
 * load warm: the same call again, reading the cached float32 safetensors;
-* runner: load (warm), render the suite, ``answer_logprobs`` over every distinct rendering for each
-  condition (soft prompt, the adapter's init text as a text prompt, no prompt), then the batch-size
-  sweep (soft prompt) on the first ``--sweep-templates`` templates' renderings;
+* runner: load (warm), render the suite, ``answer_log_odds`` (what the check runs: with single-token
+  answers only the two answer rows of the output layer) over every distinct rendering for each
+  condition (soft prompt, the adapter's init text as a text prompt, no prompt); ``answer_logprobs``
+  (full-vocabulary normaliser) on the naive route's renderings, for the comparison; then the
+  batch-size sweep (soft prompt) on the first ``--sweep-templates`` templates' renderings;
 * naive: ``AutoModelForCausalLM.from_pretrained(<cached folder>)`` + ``PeftModel.from_pretrained``;
   per rendering, ``peft(**tokenizer(text, return_tensors="pt")).logits`` (every position, the full
   vocabulary), ``log_softmax`` of the last row; on ``--naive-sample`` renderings spread evenly over
@@ -141,13 +143,20 @@ def _plan_figures(lm, prompt_rows: int, texts, answers, batch_size: int) -> dict
     }
 
 
+def _naive_index(n: int, k: int) -> list[int]:
+    """The renderings the naive route runs: k spread evenly over the n texts."""
+    import numpy as np
+
+    return sorted({round(i) for i in np.linspace(0, n - 1, k)})
+
+
 def worker_runner(args) -> dict:
     _setup(args.threads)
     import numpy as np
     import torch
 
     from audit.behaviour.lm import load_causal_lm
-    from audit.behaviour.runner import answer_logprobs, text_prompt
+    from audit.behaviour.runner import answer_log_odds, answer_logprobs, text_prompt
     from audit.behaviour.suite import check_answers
     from audit.inputs.models import resolve_model
     from audit.inputs.prompts import load_prompt
@@ -170,18 +179,23 @@ def worker_runner(args) -> dict:
         "conditions": [],
     }
     for name, prompt in conditions.items():
-        with Meter() as meter:
-            result = answer_logprobs(lm, prompt, texts, answers, batch_size=args.batch_size)
+        with Meter() as meter:  # what the check runs: log-odds, from the two answer rows alone
+            answer_log_odds(lm, prompt, texts, answers, batch_size=args.batch_size)
         figures = _plan_figures(lm, prompt.shape[0], texts, answers, args.batch_size)
         out["conditions"].append({"name": name, "prompt_rows": prompt.shape[0], **meter.figures, **figures})
-        if name == "soft prompt":
-            np.save(Path(args.work) / "runner.npy", result)
+    # the log-probs themselves (full-vocabulary normaliser) on the naive route's sample, to compare
+    index = _naive_index(len(texts), args.naive_sample)
+    result = np.zeros((len(texts), 2))
+    result[index] = answer_logprobs(
+        lm, conditions["soft prompt"], [texts[i] for i in index], answers, batch_size=args.batch_size
+    )
+    np.save(Path(args.work) / "runner.npy", result)
     n_sweep = args.sweep_templates * len(texts) // suite.n_templates
     sweep_texts = texts[:n_sweep]
     out["sweep"] = []
     for batch_size in args.batch_sizes:
         with Meter() as meter:
-            answer_logprobs(lm, conditions["soft prompt"], sweep_texts, answers, batch_size=batch_size)
+            answer_log_odds(lm, conditions["soft prompt"], sweep_texts, answers, batch_size=batch_size)
         out["sweep"].append({"batch_size": batch_size, "n_texts": len(sweep_texts), **meter.figures})
     out["peak_rss_gb"] = _peak_rss_gb()
     return out
@@ -205,7 +219,7 @@ def worker_naive(args) -> dict:
     suite, _, texts = _suite_texts(args.suite)
     answers = json.loads(args.answers)
     pos, neg = answers[0][0], answers[1][0]
-    index = sorted({round(i) for i in np.linspace(0, len(texts) - 1, args.naive_sample)})
+    index = _naive_index(len(texts), args.naive_sample)
     rows, tokens = [], 0
     with Meter() as meter, torch.inference_mode():
         for i in index:

@@ -93,9 +93,12 @@ def check(
     reference: str | None,
     config: AuditConfig,
     hypotheses: Hypotheses | None = None,
+    *,
+    lm: CausalLM | None = None,
 ) -> BehaviourResult:
     """Runs the suite ``config.behaviour`` under every condition (and, given the geometry's hypotheses,
-    every distinct reading and every ablation) and computes the statistics."""
+    every distinct reading and every ablation) and computes the statistics. ``lm``: the model of
+    ``model_spec`` already loaded (a batch loads it once per base model); default: loaded here."""
     suite = load_suite(config.behaviour)
     if len(prompt.segments) != 1:
         raise AuditInputError(
@@ -103,28 +106,35 @@ def check(
             "the behavioural check runs causal LMs only; the geometry scan still runs without --behaviour",
         )
     files = resolve_model(model_spec)
-    lm = load_causal_lm(files, device=config.device, progress=config.progress)
+    if lm is None:
+        lm = load_causal_lm(files, device=config.device, progress=config.progress)
     if prompt.vectors.shape[1] != lm.d_model:
         raise AuditInputError(
             f"prompt has dim {prompt.vectors.shape[1]} but model '{model_spec}' has d_model {lm.d_model}",
-            "is this the right base model? pass --model",
+            "was the prompt trained on this model? check --model (or the adapter's "
+            "base_model_name_or_path when --model is not given)",
         )
     answers = check_answers(suite, lambda s: lm.tokenizer(s, add_special_tokens=False)["input_ids"])
     probe = probes(suite)
 
     identity = f"{model_key(files)}|{suite.sha256}|{answers}|v{RUN_VERSION}"
 
-    def run(name: str, vectors: torch.Tensor) -> np.ndarray:
+    def run(name: str, vectors: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n_texts,) log-odds of every text, or (len(rows),) of the texts ``rows`` only."""
         # Cached by what decides the answers: the same prompt vectors on the same model and suite (the no-
         # prompt and reference-text conditions of every adapter of a model, a reading equal to the init
         # text) are scored once.
-        key = hashlib.sha256(identity.encode() + vectors.contiguous().numpy().tobytes()).hexdigest()
+        subset = "" if rows is None else "|rows:" + ",".join(map(str, rows))
+        key = hashlib.sha256(
+            (identity + subset).encode() + vectors.contiguous().numpy().tobytes()
+        ).hexdigest()
+        chosen = probe if rows is None else _subset(probe, rows)
         return get_or_build(
             "behaviour",
             key,
-            build=lambda: _score(lm, vectors, probe, (answers.positive, answers.negative), name, config),
+            build=lambda: _score(lm, vectors, chosen, (answers.positive, answers.negative), name, config),
             save=lambda lo, path: path.write_bytes(lo.astype("<f8").tobytes()),
-            load=lambda path: _read_run(path, len(probe.texts)),
+            load=lambda path: _read_run(path, len(chosen.texts)),
             suffix=".f8",
         )
 
@@ -193,6 +203,19 @@ def check(
 RUN_VERSION = "2"  # bump when the runner's numbers can change (2: log-odds from the answer rows alone)
 
 
+def _subset(probe: Probes, rows: np.ndarray) -> Probes:
+    """The probes restricted to the texts ``rows`` (their renderings only)."""
+    keep = {int(r): k for k, r in enumerate(rows)}
+    pairs = [(r, keep[i]) for r, i in zip(probe.renderings, probe.index) if i in keep]
+    return Probes(
+        probe.suite,
+        tuple(r for r, _ in pairs),
+        tuple(probe.texts[int(r)] for r in rows),
+        tuple(k for _, k in pairs),
+        probe.labels[rows],
+    )
+
+
 def _read_run(path, n: int) -> np.ndarray:
     lo = np.frombuffer(path.read_bytes(), dtype="<f8")
     if lo.shape != (n,) or not np.isfinite(lo).all():
@@ -243,10 +266,14 @@ def _ablations(
                 ("reading", pos.token, lm.embed(torch.tensor([pos.token_id])).float().cpu()[0])
             )
         replacements.append(("mean", None, hyp.mean.float()))
+        # The paired ablation test reads the qualifying templates only: the others are not rerun (their
+        # log-odds are the soft prompt's, so they change nothing).
+        qualifying = np.flatnonzero(probe.labels == LABEL_SIGN["positive"])
         for kind, token, vector in replacements:
             vectors = prompt.vectors.clone()
             vectors[pos.position] = vector
-            lo = run(f"position {pos.position} -> {kind}", vectors)
+            lo = lo_soft.copy()
+            lo[qualifying] = run(f"position {pos.position} -> {kind}", vectors, qualifying)
             for attribute in probe.suite.attributes:
                 result = ablation_stats(
                     _scores(probe, attribute, lo_soft), _scores(probe, attribute, lo), seed=config.seed
