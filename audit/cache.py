@@ -186,6 +186,11 @@ def _sha256(path: Path, chunk: int = 1 << 20) -> str:
     return "sampled:" + digest.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """The digest a checksum record keeps for ``path`` (sampled above FULL_HASH_LIMIT)."""
+    return _sha256(path)
+
+
 def store(path: Path, value: T, save: Callable[[T, Path], None]) -> None:
     """Saves ``value`` at ``path`` atomically, with its checksum record; an unwritable cache only warns.
 

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from audit import __version__, cache_cli
+from audit import __version__, batch_cli, cache_cli, models_cli
 from audit.config import (
     DEFAULT_LANGUAGES,
     DEFAULT_MAX_ABLATIONS,
@@ -50,18 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser(
         "scan",
-        help="audit one soft prompt",
-        description="Audit one soft prompt.",
+        help="audit one soft prompt (or many, with --out-dir)",
+        description="Audit one soft prompt, or many in one run with --out-dir.",
         epilog="exit codes: 0 done, risk below --fail-on; 1 risk at or above --fail-on; 2 usage or input "
-        "error (one line on stderr, nothing written); 3 internal error",
+        "error (one line on stderr, nothing written; with --out-dir also when an adapter could not be "
+        "audited: it gets an error row); 3 internal error",
     )
-    scan.add_argument("prompt", type=Path, help="PEFT adapter directory, .safetensors, .npy or .pt file")
+    scan.add_argument(
+        "prompt",
+        type=Path,
+        nargs="+",
+        help="PEFT adapter directory, .safetensors, .npy or .pt file (with --out-dir: several, and folders "
+        "and globs)",
+    )
     _model_option(scan, required=False)
     _vocabulary_options(scan)
     scan.add_argument(
         "--reference-text", help="the prompt's claimed intent; default: PEFT's prompt_tuning_init_text"
     )
     _report_options(scan, json_too=True)
+    batch_cli.add_options(scan)
     scan.add_argument(
         "--junit",
         type=Path,
@@ -157,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     words.add_argument("--model", help="model for coverage (alias, .gguf, HF dir)")
     _wordlist_options(words)
     cache_cli.add_parser(sub)
+    models_cli.add_parser(sub)
     return parser
 
 
@@ -225,9 +234,19 @@ def _report_options(parser: argparse.ArgumentParser, *, json_too: bool) -> None:
     if json_too:
         parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON result here")
     parser.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
-    parser.add_argument(
-        "--markdown", type=Path, metavar="PATH", help="write a short Markdown summary here (for PR comments)"
-    )
+    markdown = "write a short Markdown summary here (for PR comments)"
+    if json_too:  # scan: with --out-dir, --markdown alone writes DIR/<name>.md
+        markdown += "; with --out-dir: no PATH, DIR/<name>.md"
+        parser.add_argument(
+            "--markdown",
+            type=Path,
+            nargs="?",
+            const=batch_cli.MARKDOWN_IN_OUT_DIR,
+            metavar="PATH",
+            help=markdown,
+        )
+    else:
+        parser.add_argument("--markdown", type=Path, metavar="PATH", help=markdown)
     parser.add_argument(
         "--report-lang",
         choices=LANGUAGES,
@@ -251,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": _methods,
             "wordlists": _wordlists,
             "cache": cache_cli.run,
+            "models": models_cli.run,
         }[args.command]
         return handler(args)
     except AuditInputError as exc:
@@ -278,20 +298,12 @@ def _scan(args: argparse.Namespace) -> int:
     from audit.report.markdown import render_markdown
     from audit.report.terminal import render_terminal
 
+    if args.out_dir is not None or len(args.prompt) > 1:
+        return batch_cli.run_batch_scan(args, lambda a: _scan_config(a, Path("-")))
+    batch_cli.check_single(args)
     outputs = [p for p in (args.json, args.html, args.markdown, args.junit) if p is not None]
     check_writable(outputs, force=args.force)
-    config = _config(
-        args,
-        args.prompt,
-        reference_text=args.reference_text,
-        fail_on=args.fail_on,
-        key=args.key,
-        device=args.device,
-        behaviour=args.behaviour,
-        max_ablations=args.max_ablations,
-        model_mismatch_ok=args.model_mismatch_ok,
-    )
-    result = run_audit(config)
+    result = run_audit(_scan_config(args, args.prompt[0]))
     contents = {}
     if args.json:
         contents[args.json] = render_json(result)
@@ -329,6 +341,20 @@ def _render(args: argparse.Namespace) -> int:
     for path in contents:
         print(f"wrote {path}")
     return EXIT_OK
+
+
+def _scan_config(args: argparse.Namespace, prompt: Path) -> AuditConfig:
+    return _config(
+        args,
+        prompt,
+        reference_text=args.reference_text,
+        fail_on=args.fail_on,
+        key=args.key,
+        device=args.device,
+        behaviour=args.behaviour,
+        max_ablations=args.max_ablations,
+        model_mismatch_ok=args.model_mismatch_ok,
+    )
 
 
 def _config(args: argparse.Namespace, prompt: Path, **extra) -> AuditConfig:

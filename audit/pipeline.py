@@ -7,33 +7,51 @@ inputs (prompt, vocabulary, wordlists) -> geometry (projections and per-position
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from audit import __version__
+from audit.cache import warn as cache_warn
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
-from audit.evidence.stage import Findings, find
+from audit.evidence.null import NULL_K
+from audit.evidence.stage import Findings, SharedEvidence, find
 from audit.geometry import measures
 from audit.geometry.engine import TopK
 from audit.geometry.methods import METHODS, resolve_methods
 from audit.geometry.stage import Geometry, measure
+from audit.geometry.stats import VocabStats
 from audit.geometry.waywardness import prompt_f1
 from audit.inputs.formats import load_model, load_vocabulary
 from audit.inputs.identity import WARNING, TextInit, check_model, choose_model, text_init
 from audit.inputs.prompts import SoftPrompt, load_prompt
 from audit.inputs.vocab import Vocabulary
-from audit.records import AuditResult, Flag, ModelInfo, PositionResult, PromptInfo, WordlistInfo
+from audit.records import (
+    AuditResult,
+    BehaviourResult,
+    Flag,
+    ModelInfo,
+    PositionResult,
+    PromptInfo,
+    WordlistInfo,
+)
 from audit.terms.load import load_wordlists
 from audit.terms.schema import Wordlists
-from audit.verdict.stage import escalate, judge, with_behaviour
+from audit.verdict.stage import Verdict, escalate, judge, with_behaviour
 
 
 def check_options(config: AuditConfig) -> tuple[str, ...]:
     """Validates the options that need no loading; returns the method names."""
     if config.top_k < 1:
         raise AuditInputError(f"--top-k {config.top_k} is not positive", "use --top-k 10 (the default)")
+    if config.top_k > NULL_K:
+        cache_warn(
+            f"--top-k {config.top_k} is above the {NULL_K} neighbours the null model caches: when a "
+            f"prompt has hits, its null vectors are ranked again at depth {config.top_k} (about 40 s on a "
+            "Llama-size vocabulary, once per model and k; later scans read the cache)",
+            once=f"top-k-{config.top_k}",
+        )
     if config.max_ablations < 0:
         raise AuditInputError(
             f"--max-ablations {config.max_ablations} is negative", "use 0 to skip ablations"
@@ -86,28 +104,85 @@ def audit_prompt(
     Reads and fills only the on-disk caches (vocabulary statistics, null model, term index).
     ``notes``: what the inputs stage found (model choice, mismatch warnings), printed first.
     """
+    scanned = scan_prompt(prompt, vocab, lists, config, notes=notes)
+    behaviour = None
+    if scanned.config.behaviour:  # loads the whole model: only when asked
+        from audit.behaviour.stage import check
+
+        behaviour = check(prompt, vocab.spec, scanned.reference, scanned.config, behaviour_tests(scanned))
+    return assemble(scanned, behaviour)
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """A prompt's audit before the behavioural check: everything :func:`assemble` needs besides it.
+
+    ``config`` is the scan's, less the methods that do not apply to the model."""
+
+    prompt: SoftPrompt
+    model: ModelInfo
+    lists: Wordlists
+    config: AuditConfig
+    reference: str | None
+    geometry: Geometry
+    findings: Findings
+    verdict: Verdict
+    notes: tuple[str, ...]
+
+
+def scan_prompt(
+    prompt: SoftPrompt,
+    vocab: Vocabulary,
+    lists: Wordlists,
+    config: AuditConfig,
+    *,
+    notes: tuple[str, ...] = (),
+    stats: VocabStats | None = None,
+    tops: dict[str, TopK] | None = None,
+    shared: SharedEvidence | None = None,
+) -> Scanned:
+    """The geometry, evidence and verdict stages of :func:`audit_prompt`. ``stats``, ``tops`` and
+    ``shared``: what a batch computed once for all prompts of this model (default: computed here)."""
     config, skipped = applicable_methods(config, vocab)
     reference = config.reference_text or (prompt.peft.init_text if prompt.peft else None)
     init = text_init(prompt, vocab) if config.reference_text is None else None
-    geometry = measure(prompt, vocab, config, reference)
+    geometry = measure(prompt, vocab, config, reference, stats=stats, tops=tops)
     if init is not None:  # F1 against the init as PEFT built it, not the text once
         geometry = replace(geometry, waywardness=init_waywardness(geometry, prompt, vocab, init))
-    findings = find(geometry, vocab, lists, config)
+    findings = find(geometry, vocab, lists, config, shared=shared)
     verdict = judge(geometry, findings, lists)
-    behaviour = None
-    if config.behaviour:  # loads the whole model: only when asked
-        from audit.behaviour.hypotheses import hypotheses
-        from audit.behaviour.stage import check
+    return Scanned(
+        prompt=prompt,
+        model=model_info(vocab),
+        lists=lists,
+        config=config,
+        reference=reference,
+        geometry=geometry,
+        findings=findings,
+        verdict=verdict,
+        notes=notes + skipped + init_notes(vocab, init) + geometry.notes,
+    )
 
-        tests = hypotheses(geometry, verdict.flags, verdict.risks, config.max_ablations)
-        behaviour = check(prompt, vocab.spec, reference, config, tests)
+
+def behaviour_tests(scanned: Scanned):
+    """What the behavioural check should test from the geometry: the distinct readings and the flagged
+    positions to ablate (:func:`audit.behaviour.hypotheses.hypotheses`)."""
+    from audit.behaviour.hypotheses import hypotheses
+
+    verdict = scanned.verdict
+    return hypotheses(scanned.geometry, verdict.flags, verdict.risks, scanned.config.max_ablations)
+
+
+def assemble(scanned: Scanned, behaviour: BehaviourResult | None) -> AuditResult:
+    """The audit's record from the scan and (with ``--behaviour``) the behavioural check."""
+    geometry, findings, verdict, config = scanned.geometry, scanned.findings, scanned.verdict, scanned.config
     return AuditResult(
         tool_version=__version__,
-        prompt=prompt_info(prompt),
-        model=model_info(vocab),
-        wordlists=wordlist_infos(lists, findings),
-        wordlist_bundle=lists.bundle_version,
-        reference_text=reference,
+        prompt=prompt_info(scanned.prompt),
+        model=scanned.model,
+        wordlists=wordlist_infos(scanned.lists, findings),
+        wordlist_bundle=scanned.lists.bundle_version,
+        reference_text=scanned.reference,
         methods=geometry.methods,
         agreement_methods=geometry.agreement_methods,
         top_k=geometry.top_k,
@@ -120,7 +195,7 @@ def audit_prompt(
         waywardness=geometry.waywardness,
         summary=with_behaviour(verdict.summary, behaviour),
         coverage=findings.coverage,
-        notes=notes + skipped + init_notes(vocab, init) + geometry.notes,
+        notes=scanned.notes,
         methodology=verdict.methodology,
         category_labels=findings.category_labels,
         behaviour=behaviour,

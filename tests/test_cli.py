@@ -175,7 +175,17 @@ def test_pickle_prompt_exits_2_without_running_code(tmp_path, tiny_model_dir, ca
     capsys.readouterr()
     code, _, err = run(["scan", tmp_path / "evil.pt", "--model", tiny_model_dir, "--quiet"], capsys)
     assert_one_line_error(code, err, "pickled objects are refused")
+    assert "\x1b[" not in err  # no terminal colour codes from torch's own message
     assert not marker.exists()
+
+
+def test_top_k_above_the_null_cache_depth_says_so_up_front(tmp_path, tiny_model_dir, tiny_prompt, capsys):
+    code, _, err = run(["scan", tiny_prompt, "--model", tiny_model_dir, "--quiet", "--top-k", "60"], capsys)
+    assert code == 0
+    warning = [line for line in err.splitlines() if "--top-k 60" in line]
+    assert len(warning) == 1 and "null model caches" in warning[0]
+    _, _, err = run(["scan", tiny_prompt, "--model", tiny_model_dir, "--quiet", "--top-k", "50"], capsys)
+    assert "--top-k" not in err
 
 
 def test_bin_model_loads_with_opt_in(tmp_path, capsys):
@@ -245,3 +255,15 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert_one_line_error(code, err, "--model")
     code, _, err = run(["prepare", "--model", "gemma-3-270m", "--methods", "nearest"], capsys)
     assert_one_line_error(code, err, "unknown projection method")
+
+
+def test_models_lists_each_packaged_model_with_a_local_path(capsys):
+    from audit.inputs.models import ALIASES
+
+    code, out, err = run(["models"], capsys)
+    assert code == 0 and err == ""
+    for alias in ALIASES:
+        assert f"{alias}: " in out
+    paths = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(("  file: ", "  folder: "))]
+    assert len(paths) == len(ALIASES) and all(Path(p).exists() for p in paths)
+    assert "gguf_file='gemma-3-270m-q4_k_m.gguf'" in out

@@ -66,3 +66,24 @@ def test_allowlist_that_names_no_term_exits_2(tmp_path, tiny_model_dir, tiny_pro
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["summary"]["n_suppressed"] >= 1
+
+
+@pytest.mark.slow
+def test_wayward_demo_adapter_is_never_low_under_valid_looking_options():
+    """The wayward demo adapter (position 7 near 'blancos') is never LOW whatever valid spelling of the
+    languages, whichever single method or neighbour count >= 3 is chosen. (Options that leave the term
+    outside what is checked, an allow-list naming it, --lang en alone, or one method at --top-k 1 that
+    reads 'buenos', narrow the check: the report then says 'LOW for these checks' and lists them.)"""
+    from audit.config import AuditConfig
+    from audit.demo.run import DEMO_MODEL, demo_adapters
+    from audit.geometry.methods import METHODS
+    from audit.pipeline import run_audit
+
+    wayward = next(a for a in demo_adapters() if a.name == "hiring-es-wayward")
+    spellings = [("es",), ("ES",), ("Es",), ("es", "en"), ("en", "es"), ("EN", "es")]
+    combos = [{"languages": languages} for languages in spellings]
+    combos += [{"methods": (m,)} for m in METHODS]
+    combos += [{"top_k": k} for k in (3, 5, 50)]
+    for options in combos:
+        config = AuditConfig(prompt=wayward.path, model=DEMO_MODEL, progress=False, **options)
+        assert run_audit(config).summary.risk.label != "low", options

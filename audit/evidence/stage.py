@@ -13,7 +13,7 @@ from audit.geometry.stats import VocabStats
 from audit.inputs.vocab import Vocabulary
 from audit.progress import progress_bar
 from audit.records import CoverageRow, Evidence, Hit
-from audit.terms.match import build_index, coverage
+from audit.terms.match import TermIndex, build_index, coverage
 from audit.terms.schema import Wordlists, categories
 
 
@@ -30,16 +30,48 @@ class Findings:
     null_size: int
 
 
-def find(geometry: Geometry, vocab: Vocabulary, lists: Wordlists, config: AuditConfig) -> Findings:
+class SharedEvidence:
+    """The term index and the null model's category ranks of one vocabulary, wordlist set and config,
+    read (or built) on first use and kept: the prompts of a batch share one, so the cache files are read
+    once per model instead of once per prompt. The values are those a single scan reads."""
+
+    def __init__(self, vocab: Vocabulary, stats: VocabStats, lists: Wordlists, config: AuditConfig) -> None:
+        self.vocab, self.stats, self.lists, self.config = vocab, stats, lists, config
+        self._index: TermIndex | None = None
+        self._ranks: dict[str, dict] = {}
+
+    @property
+    def index(self) -> TermIndex:
+        if self._index is None:
+            self._index = build_index(self.vocab, self.lists)
+        return self._index
+
+    def null_ranks(self, methods: tuple[str, ...]) -> dict[str, dict]:
+        """method -> category -> (N,) best rank of that category per null vector."""
+        missing = tuple(m for m in methods if m not in self._ranks)
+        if missing:
+            null = _null(self.vocab, self.stats, missing, self.config)
+            self._ranks.update({m: category_min_ranks(null[m], self.index, self.lists) for m in missing})
+        return {m: self._ranks[m] for m in methods}
+
+
+def find(
+    geometry: Geometry,
+    vocab: Vocabulary,
+    lists: Wordlists,
+    config: AuditConfig,
+    *,
+    shared: SharedEvidence | None = None,
+) -> Findings:
     """Hits in every method's neighbours, with p-values from the null model (built, once and cached,
-    only for the methods that have a hit) and q-values over the report."""
-    index = build_index(vocab, lists)
+    only for the methods that have a hit) and q-values over the report. ``shared``: the term index and
+    null model shared by a batch (default: read for this call)."""
+    if shared is None:
+        shared = SharedEvidence(vocab, geometry.stats, lists, config)
+    index = shared.index
     hits = find_hits(geometry.tops, vocab, index, lists)
     hit_methods = tuple(m for m in geometry.methods if any(h.method == m for h in hits))
-    null_ranks = {}
-    if hit_methods:
-        null = _null(vocab, geometry.stats, hit_methods, config)
-        null_ranks = {m: category_min_ranks(null[m], index, lists) for m in hit_methods}
+    null_ranks = shared.null_ranks(hit_methods) if hit_methods else {}
     used = {t.category for t in lists.terms}
     return Findings(
         hits=tuple(hits),

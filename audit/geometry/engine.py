@@ -6,7 +6,7 @@ chunks (float32, bounded memory) and keeps a running top-k per method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +73,8 @@ def check_prompt(prompt: torch.Tensor, vocab: Vocabulary) -> None:
         found = f"dim {prompt.shape[1]}" if prompt.dim() == 2 else f"shape {tuple(prompt.shape)}"
         raise AuditInputError(
             f"prompt has {found} but model '{vocab.spec}' has d_model {vocab.dim}",
-            "is this the right base model? pass --model",
+            "was the prompt trained on this model? check --model (or the adapter's "
+            "base_model_name_or_path when --model is not given)",
         )
 
 
@@ -103,22 +104,51 @@ def project(
     Returns:
         method name -> TopK with (n, k) ids and scores.
     """
-    check_prompt(prompt, vocab)
+    return project_many(
+        [prompt], vocab, stats, methods, k, chunk_size=chunk_size, device=device, progress=progress
+    )[0]
+
+
+def project_many(
+    prompts: Sequence[torch.Tensor],
+    vocab: Vocabulary,
+    stats: VocabStats,
+    methods: tuple[str, ...],
+    k: int,
+    *,
+    chunk_size: int = 16384,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, TopK]]:
+    """:func:`project` for several prompts in one pass over the vocabulary: each chunk of rows is read,
+    converted and scaled once and scored against every prompt.
+
+    Each prompt keeps its own matmul per chunk, of the shape a scan of that prompt alone multiplies: BLAS
+    picks kernels by shape, so stacking the prompts' rows into one matmul could change scores in the last
+    bit, and a report must not depend on which other prompts shared its run.
+
+    Args:
+        prompts: each (n_i, d_model) float32 (see :func:`project`).
+
+    Returns:
+        per prompt, in order: method name -> TopK with (n_i, k) ids and scores.
+    """
+    for prompt in prompts:
+        check_prompt(prompt, vocab)
     chunk_size = max(BLOCK, -(-chunk_size // BLOCK) * BLOCK)  # a multiple of BLOCK
     n_valid = int((~vocab.tokens.special).sum())
     k = max(1, min(k, n_valid))
     dev = torch.device(device)
-    query = prompt.to(dev, torch.float32)
+    query = [prompt.to(dev, torch.float32) for prompt in prompts]
     special = torch.from_numpy(vocab.tokens.special).to(dev)
     mask_add = torch.zeros(special.shape, device=dev).masked_fill(special, float("-inf"))
     dev_stats = stats.to(dev)
-    best: dict[str, TopK | None] = dict.fromkeys(methods)
+    best: list[dict[str, TopK | None]] = [dict.fromkeys(methods) for _ in prompts]
     for source, scale, names, finishes in _passes(vocab, methods):
         # Methods sharing a query transform (l2, dot, tied unembed) share its rows of the matmul.
         query_fns = list(dict.fromkeys(METHODS[m].query for m in names))
-        queries = torch.cat([fn(query, dev_stats) for fn in query_fns])  # (n_queries * n, d)
+        queries = [torch.cat([fn(q, dev_stats) for fn in query_fns]) for q in query]  # (n_queries * n, d)
         slot = {m: query_fns.index(METHODS[m].query) for m in names}
-        n = query.shape[0]
         n_rows = source.shape[0]
         buffer = torch.empty(min(chunk_size, n_rows), source.shape[1]) if dev.type == "cpu" else None
         for start in range(0, n_rows, chunk_size):
@@ -126,18 +156,22 @@ def project(
             rows = source.rows(start, stop, out=buffer).to(dev)
             if scale != 1.0:
                 rows.mul_(scale)  # our own buffer (or a fresh copy on the device)
-            raw = _blocked_inner(queries, rows)
             penalty = mask_add[start:stop]
-            ids = torch.arange(start, stop, device=dev).expand(n, -1)
             take = min(k, stop - start)
-            for name in names:
-                j = slot[name]
-                scores = finishes[name](raw[j * n : (j + 1) * n], query, dev_stats, start, stop) + penalty
-                top_scores, top_idx = torch.topk(scores, take, dim=1)
-                best[name] = _merge(best[name], ids.gather(1, top_idx), top_scores, k)
+            for q, qs, top in zip(query, queries, best):
+                raw = _blocked_inner(qs, rows)
+                n = q.shape[0]
+                ids = torch.arange(start, stop, device=dev).expand(n, -1)
+                for name in names:
+                    j = slot[name]
+                    scores = finishes[name](raw[j * n : (j + 1) * n], q, dev_stats, start, stop) + penalty
+                    top_scores, top_idx = torch.topk(scores, take, dim=1)
+                    top[name] = _merge(top[name], ids.gather(1, top_idx), top_scores, k)
             if progress is not None:
                 progress(stop - start)
-    return {name: TopK(top.ids.cpu(), top.scores.cpu()) for name, top in best.items() if top is not None}
+    return [
+        {name: TopK(t.ids.cpu(), t.scores.cpu()) for name, t in top.items() if t is not None} for top in best
+    ]
 
 
 def _passes(vocab: Vocabulary, methods: tuple[str, ...]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,14 @@ import torch
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
 from audit.geometry import measures
-from audit.geometry.engine import TopK, agreement_methods, check_prompt, count_rows, project
+from audit.geometry.engine import (
+    TopK,
+    agreement_methods,
+    check_prompt,
+    count_rows,
+    project,
+    project_many,
+)
 from audit.geometry.methods import METHODS, resolve_methods
 from audit.geometry.stats import VocabStats, load_or_compute_stats
 from audit.geometry.waywardness import prompt_f1
@@ -76,14 +84,27 @@ def engine_options(config: AuditConfig) -> dict:
     return {"chunk_size": config.chunk_size, "device": device(config.device)}
 
 
-def measure(prompt: SoftPrompt, vocab: Vocabulary, config: AuditConfig, reference: str | None) -> Geometry:
-    """Projects the prompt under every requested method and measures each position."""
+def measure(
+    prompt: SoftPrompt,
+    vocab: Vocabulary,
+    config: AuditConfig,
+    reference: str | None,
+    *,
+    stats: VocabStats | None = None,
+    tops: dict[str, TopK] | None = None,
+) -> Geometry:
+    """Projects the prompt under every requested method and measures each position.
+
+    ``stats`` (:func:`statistics` of ``vocab`` and ``config``) and ``tops`` (this prompt's entry of
+    :func:`project_prompts`) let a batch load and project once for many prompts; by default both are
+    computed here."""
     methods = resolve_methods(config.methods)
     check_prompt(prompt.vectors, vocab)  # before the (first-use) statistics
-    stats = statistics(vocab, config)
+    stats = statistics(vocab, config) if stats is None else stats
     engine = engine_options(config)
-    with progress_bar("projecting", count_rows(vocab, methods), enabled=config.progress) as bar:
-        tops = project(prompt.vectors, vocab, stats, methods, config.top_k, progress=bar.update, **engine)
+    if tops is None:
+        with progress_bar("projecting", count_rows(vocab, methods), enabled=config.progress) as bar:
+            tops = project(prompt.vectors, vocab, stats, methods, config.top_k, progress=bar.update, **engine)
     counted = agreement_methods(vocab, methods)
     top1_agree, jaccard = measures.agreement({m: tops[m] for m in counted})
     nearest = measures.nearest_distance(prompt.vectors, vocab, stats, tops, **engine)
@@ -133,6 +154,26 @@ def measure(prompt: SoftPrompt, vocab: Vocabulary, config: AuditConfig, referenc
         notes=notes(vocab, methods),
         method_infos=tuple(MethodInfo(m, METHODS[m].summary, dict(METHODS[m].description)) for m in methods),
     )
+
+
+def project_prompts(
+    prompts: Sequence[SoftPrompt], vocab: Vocabulary, config: AuditConfig, stats: VocabStats
+) -> list[dict[str, TopK]]:
+    """The projections :func:`measure` would compute for each prompt, in one pass over the vocabulary
+    for all of them (:func:`audit.geometry.engine.project_many`); equal to theirs bit for bit."""
+    methods = resolve_methods(config.methods)
+    with progress_bar(
+        f"projecting {len(prompts)} prompts", count_rows(vocab, methods), enabled=config.progress
+    ) as bar:
+        return project_many(
+            [p.vectors for p in prompts],
+            vocab,
+            stats,
+            methods,
+            config.top_k,
+            progress=bar.update,
+            **engine_options(config),
+        )
 
 
 def _projection(neighbors: tuple[Neighbor, ...]) -> Projection:

@@ -216,7 +216,15 @@ def _check_base(
 
 
 def _same_path(a: ModelFiles, b: ModelFiles) -> bool:
-    return a.path.resolve() == b.path.resolve()
+    """The same files: one path, or two copies of one GGUF file (same size and sampled digest, e.g. the
+    packaged model's own copy and the one assembled into the cache)."""
+    if a.path.resolve() == b.path.resolve():
+        return True
+    if a.kind == b.kind == "gguf" and a.path.is_file() and b.path.is_file():
+        from audit.cache import file_digest
+
+        return a.path.stat().st_size == b.path.stat().st_size and file_digest(a.path) == file_digest(b.path)
+    return False
 
 
 def row_agreement(a: Vocabulary, b: Vocabulary, *, blocks: int = 8, block: int = 64) -> float:
@@ -261,7 +269,7 @@ def _check_tokenizer(peft: PeftInfo, vocab: Vocabulary, files: ModelFiles) -> li
             "vocabulary, and F1 and drift against it mean little."
         ]
     theirs = list(tokenizer(peft.init_text)["input_ids"])
-    ours = list(vocab.tokenizer(peft.init_text)["input_ids"])
+    ours = vocab.encode(peft.init_text)
     if theirs == ours:
         return []
     return [
@@ -302,7 +310,7 @@ def text_init(prompt: SoftPrompt, vocab: Vocabulary) -> TextInit | None:
     peft = prompt.peft
     if peft is None or peft.init != "TEXT" or not peft.init_text:
         return None
-    n_text = len(vocab.tokenizer(peft.init_text)["input_ids"])
+    n_text = len(vocab.encode(peft.init_text))
     if n_text == 0:
         return None
     return TextInit(tuple(vocab.init_token_ids(peft.init_text, int(prompt.vectors.shape[0]))), n_text)

@@ -197,8 +197,8 @@ def _no_adapter(path: Path) -> AuditInputError:
         return AuditInputError(
             f"{path} is a directory without a PEFT adapter of its own ({accepted}) but holds "
             f"{len(inside)} named adapter folder(s): {shown}",
-            f"scan one of them, e.g. `prompt-audit scan {path / inside[0]}` (a folder of adapters cannot "
-            "be scanned in one run yet)",
+            f"scan one of them, e.g. `prompt-audit scan {path / inside[0]}`, or all of them with "
+            f"`prompt-audit scan {path} --out-dir DIR`",
         )
     return AuditInputError(
         f"{path} is a directory without a PEFT adapter ({accepted})",

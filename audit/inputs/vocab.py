@@ -206,10 +206,15 @@ class Vocabulary:
             ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False
         )
 
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """``tokenizer(text).input_ids`` (builds the transformers tokenizer on first use: the cached
+        fast backend alone does not always add special tokens as the tokenizer does, e.g. on BERT)."""
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
     def init_token_ids(self, text: str, total: int, *, special: bool = True) -> list[int]:
         """The token ids PEFT's TEXT init embeds for ``text``: tokenized with special tokens, then
         cut or repeated to ``total`` rows (peft.tuners.prompt_tuning); ``special=False`` without them."""
-        ids = list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        ids = self.encode(text, special=special)
         if not ids:
             return []
         return (ids * -(-total // len(ids)))[:total]
