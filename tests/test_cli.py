@@ -264,6 +264,7 @@ def test_models_lists_each_packaged_model_with_a_local_path(capsys):
     assert code == 0 and err == ""
     for alias in ALIASES:
         assert f"{alias}: " in out
-    paths = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(("  file: ", "  folder: "))]
+    located = ("  file: ", "  folder: ")
+    paths = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(located)]
     assert len(paths) == len(ALIASES) and all(Path(p).exists() for p in paths)
     assert "gguf_file='gemma-3-270m-q4_k_m.gguf'" in out
