@@ -134,4 +134,4 @@ def test_unfaithful_readings_are_named():
     b = _behaviour(group(1.0, 0.9), readings=(reading,))
     _, text = combined(b)
     assert "Unfaithful readings" in text["en"] and "centered, whitened" in text["en"]
-    assert "infieles" in text["es"]
+    assert "Lecturas no fieles" in text["es"]
