@@ -15,9 +15,9 @@ DEFAULT_MAX_ABLATIONS = 4  # flagged positions the behavioural check replaces; e
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """What to audit and how. Paths are resolved by the loaders, not here."""
+    """How to audit (the same for every prompt of a run; the prompts themselves are the engine's input).
+    Paths are resolved by the loaders, not here."""
 
-    prompt: Path
     model: str | None = None
     methods: tuple[str, ...] | None = None  # None: every method that applies to the model
     top_k: int = DEFAULT_TOP_K

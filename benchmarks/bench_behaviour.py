@@ -208,8 +208,8 @@ def worker_naive(args) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from audit.behaviour.lm import LM_CACHE_VERSION, gguf_key
     from audit.cache import root
+    from audit.inputs.causal import LM_CACHE_VERSION, gguf_key
     from audit.inputs.models import resolve_model
 
     folder = root() / "lm" / f"{gguf_key(resolve_model(MODEL).path)}-{LM_CACHE_VERSION}"

@@ -98,7 +98,7 @@ def result(tmp_path_factory):
         skipped=(),
         mean=emb.mean(0),
     )
-    config = AuditConfig(prompt=prompt.path, behaviour=str(write_suite(root / "switch.toml")), progress=False)
+    config = AuditConfig(behaviour=str(write_suite(root / "switch.toml")), progress=False)
     return check(prompt, str(root / "model"), None, config, hyp)
 
 

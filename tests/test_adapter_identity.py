@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from audit.config import AuditConfig
+from audit.engine import audit_one
 from audit.inputs.identity import WARNING
 from audit.inputs.models import alias_for, name_keys
 from audit.inputs.prompts import load_prompt
-from audit.pipeline import run_audit
 from tests.conftest import WORDS, save_tiny_hf_model, word_level_tokenizer
 from tests.test_cli import assert_one_line_error, run
 
@@ -167,7 +167,7 @@ def test_half_precision_copy_of_the_recorded_model_is_accepted_with_a_note(tmp_p
     shutil.copytree(tiny_model_dir, copy)
     state = load_file(str(copy / "model.safetensors"))
     save_file({k: v.half() for k, v in state.items()}, str(copy / "model.safetensors"))
-    result = run_audit(AuditConfig(prompt=adapter, model=str(copy), progress=False))
+    result = audit_one(adapter, AuditConfig(model=str(copy), progress=False))
     assert not any(n.startswith(WARNING) for n in result.notes)
     assert any("stores the adapter's base model" in n and "cosine 1.000" in n for n in result.notes)
 
@@ -194,7 +194,7 @@ def test_repeated_text_init_reads_back_with_f1_one(tmp_path, tiny_model_dir):
     adapter = write_adapter(tiny_model_dir, text_config("buenos blancos", 5, tiny_model_dir), tmp_path / "a")
     emb = load_file(str(tiny_model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
     assert torch.equal(load_prompt(adapter).vectors, emb[[0, 1, 0, 1, 0]])  # what PEFT embedded
-    result = run_audit(AuditConfig(prompt=adapter, progress=False))
+    result = audit_one(adapter, AuditConfig(progress=False))
     assert result.reference_text == "buenos blancos"
     assert result.projected_text["l2"] == "buenos blancos buenos blancos buenos"
     assert all(w["prompt_f1"] == 1.0 for w in result.waywardness.values())
@@ -202,7 +202,7 @@ def test_repeated_text_init_reads_back_with_f1_one(tmp_path, tiny_model_dir):
     assert any("2 tokens repeated to fill the prompt's 5 positions" in n for n in result.notes)
 
     # A reference the user gives is the claimed intent: compared as written, no note.
-    claimed = run_audit(AuditConfig(prompt=adapter, reference_text="buenos blancos", progress=False))
+    claimed = audit_one(adapter, AuditConfig(reference_text="buenos blancos", progress=False))
     assert claimed.waywardness["l2"]["prompt_f1"] < 1.0
     assert not any("TEXT init embedded" in n for n in claimed.notes)
 
@@ -211,7 +211,7 @@ def test_cut_text_init_reads_back_with_f1_one(tmp_path, tiny_model_dir):
     adapter = write_adapter(
         tiny_model_dir, text_config("buenos blancos casa", 2, tiny_model_dir), tmp_path / "a"
     )
-    result = run_audit(AuditConfig(prompt=adapter, progress=False))
+    result = audit_one(adapter, AuditConfig(progress=False))
     assert result.projected_text["cosine"] == "buenos blancos"
     assert all(w["prompt_f1"] == 1.0 for w in result.waywardness.values())
     assert any("3 tokens cut to the prompt's 2 positions" in n for n in result.notes)
@@ -309,14 +309,14 @@ def test_gguf_file_named_by_the_adapter_is_used_and_ambiguity_lists_candidates(t
     recorded = json.loads((tmp_path / "text" / "adapter_config.json").read_text())
     assert recorded["base_model_name_or_path"] == str(folder)
 
-    result = run_audit(AuditConfig(prompt=tmp_path / "text", progress=False))
+    result = audit_one(tmp_path / "text", AuditConfig(progress=False))
     assert result.model.spec == str(folder / smol.name) and result.model.vocab_size == 49152
     # l2 and cosine read every init row back (dot favours high-norm tokens: not a read-back method).
     assert result.projected_text["l2"] == "classify good resumesclassify good resumesclassify"
     assert all(result.waywardness[m]["prompt_f1"] == 1.0 for m in ("l2", "cosine", "centered", "whitened"))
     assert any("4 tokens repeated to fill the prompt's 10 positions" in n for n in result.notes)
     assert not any(n.startswith(WARNING) for n in result.notes)
-    given = run_audit(AuditConfig(prompt=tmp_path / "text", model=str(folder), progress=False))
+    given = audit_one(tmp_path / "text", AuditConfig(model=str(folder), progress=False))
     assert given.model.spec == str(folder / smol.name)
 
     code, _, err, outputs = scan([tmp_path / "both" / "plain"], tmp_path, capsys)
@@ -376,7 +376,7 @@ def test_raw_weights_file_of_a_prompt_adapter_reads_like_its_folder(tmp_path, ti
 
 def test_headless_encoder_skips_unembed_and_says_why(tmp_path, tiny_model_dir, capsys):
     adapter = write_adapter(tiny_model_dir, random_config(), tmp_path / "a")
-    result = run_audit(AuditConfig(prompt=adapter, progress=False))
+    result = audit_one(adapter, AuditConfig(progress=False))
     assert "unembed" not in result.methods and "cosine" in result.methods
     assert any("has no output (unembedding) matrix" in n and "'unembed'" in n for n in result.notes)
     assert not any("ties its output matrix" in n for n in result.notes)
@@ -409,7 +409,7 @@ def test_minilm_adapter_recorded_by_hub_id(tmp_path, minilm_path, foreign_384, c
     )
     assert json.loads((long / "adapter_config.json").read_text())["base_model_name_or_path"] == hub_id
 
-    result = run_audit(AuditConfig(prompt=long, progress=False))
+    result = audit_one(long, AuditConfig(progress=False))
     assert result.model.spec == "all-minilm-l6-v2" and result.model.vocab_size == 30522
     assert result.projected_text["l2"] == " ".join(["[CLS] classify resumes [SEP]"] * 2 + ["[CLS] classify"])
     assert all(w["prompt_f1"] == 1.0 for w in result.waywardness.values())
@@ -419,7 +419,7 @@ def test_minilm_adapter_recorded_by_hub_id(tmp_path, minilm_path, foreign_384, c
     assert "unembed" not in result.methods
     assert not any(n.startswith(WARNING) for n in result.notes)
 
-    cut = run_audit(AuditConfig(prompt=short, model="all-minilm-l6-v2", progress=False))
+    cut = audit_one(short, AuditConfig(model="all-minilm-l6-v2", progress=False))
     assert cut.projected_text["l2"] == "[CLS] classify resume"
     assert all(w["prompt_f1"] == 1.0 for w in cut.waywardness.values())
     assert not any(n.startswith(WARNING) for n in cut.notes)
@@ -428,7 +428,7 @@ def test_minilm_adapter_recorded_by_hub_id(tmp_path, minilm_path, foreign_384, c
     guessed = write_adapter(
         minilm_path, random_config(), tmp_path / "g", name_or_path="/home/alice/models/all-MiniLM-L6-v2"
     )
-    by_name = run_audit(AuditConfig(prompt=guessed, progress=False))
+    by_name = audit_one(guessed, AuditConfig(progress=False))
     assert by_name.model.spec == "all-minilm-l6-v2"
     assert by_name.notes[0].startswith(WARNING) and "carries its name" in by_name.notes[0]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 import xmlschema
 
-from audit.batch import adapter_names, collect
+from audit.engine import adapter_names, collect
 from audit.geometry.engine import project, project_many
 from audit.geometry.stats import compute_stats
 from tests.conftest import WORDS, orthogonal_rows, save_tiny_hf_model, word_level_tokenizer

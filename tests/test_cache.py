@@ -603,7 +603,7 @@ def test_a_damaged_gguf_file_hash_memo_is_rebuilt_with_one_warning(tmp_path, mon
     """The behavioural loader's memo of a GGUF file's sha256 (`hashes/<ident>-file.txt`)."""
     import hashlib
 
-    from audit.behaviour.lm import gguf_key
+    from audit.inputs.causal import gguf_key
 
     monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(tmp_path / "cache"))
     cache._warned.clear()

@@ -95,7 +95,7 @@ def test_namebias_gap_is_found_where_geometry_sees_nothing(tmp_path):
     significant origin gap (impact ratio < 0.8, q < 0.05) and is HIGH, with the gap unexplained by any
     flag; the baseline adapter shows no significant gap."""
     from audit.config import AuditConfig
-    from audit.pipeline import run_audit
+    from audit.engine import audit_one
     from audit.report.json_out import render_json
 
     adapters = {a.name: a for a in demo_adapters()}
@@ -103,13 +103,12 @@ def test_namebias_gap_is_found_where_geometry_sees_nothing(tmp_path):
     for name in ("hiring-es-namebias", "hiring-es-baseline"):
         adapter = adapters[name]
         config = AuditConfig(
-            prompt=adapter.path,
             model=DEMO_MODEL,
             progress=False,
             behaviour="hiring-es",
             reference_text=adapter.metrics["prompt_tuning_init_text"],
         )
-        results[name] = json.loads(render_json(run_audit(config)))
+        results[name] = json.loads(render_json(audit_one(adapter.path, config)))
     bias = results["hiring-es-namebias"]
     for method in ("l2", "cosine", "dot"):  # every usual reading is the init text
         assert prompt_f1(bias["projected_text"][method].replace("<bos>", ""), INIT) >= 0.8, method

@@ -76,8 +76,8 @@ def test_wayward_demo_adapter_is_never_low_under_valid_looking_options():
     reads 'buenos', narrow the check: the report then says 'LOW for these checks' and lists them.)"""
     from audit.config import AuditConfig
     from audit.demo.run import DEMO_MODEL, demo_adapters
+    from audit.engine import audit_one
     from audit.geometry.methods import METHODS
-    from audit.pipeline import run_audit
 
     wayward = next(a for a in demo_adapters() if a.name == "hiring-es-wayward")
     spellings = [("es",), ("ES",), ("Es",), ("es", "en"), ("en", "es"), ("EN", "es")]
@@ -85,5 +85,5 @@ def test_wayward_demo_adapter_is_never_low_under_valid_looking_options():
     combos += [{"methods": (m,)} for m in METHODS]
     combos += [{"top_k": k} for k in (3, 5, 50)]
     for options in combos:
-        config = AuditConfig(prompt=wayward.path, model=DEMO_MODEL, progress=False, **options)
-        assert run_audit(config).summary.risk.label != "low", options
+        config = AuditConfig(model=DEMO_MODEL, progress=False, **options)
+        assert audit_one(wayward.path, config).summary.risk.label != "low", options

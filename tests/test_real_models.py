@@ -11,8 +11,8 @@ import torch
 
 from audit.cli import main
 from audit.config import AuditConfig
+from audit.engine import audit_one
 from audit.inputs.prompts import load_prompt
-from audit.pipeline import run_audit
 
 pytestmark = pytest.mark.slow
 READ_BACK = ("l2", "dot", "cosine", "centered", "whitened", "unembed")
@@ -49,7 +49,7 @@ def test_minilm_text_init_reads_back_its_init_tokens(minilm_adapter, minilm_path
 
     prompt = load_prompt(minilm_adapter)
     assert prompt.vectors.shape == (8, 384)
-    result = run_audit(AuditConfig(prompt=minilm_adapter, model="all-minilm-l6-v2", progress=False))
+    result = audit_one(minilm_adapter, AuditConfig(model="all-minilm-l6-v2", progress=False))
     assert result.model.vocab_size == 30522 and result.model.dim == 384 and result.model.embed_scale == 1.0
     # MiniLM is an encoder saved without a language-model head: no output matrix, so no 'unembed'
     assert "unembed" not in result.methods
@@ -81,7 +81,7 @@ def test_gemma_text_init_adapter_reads_back_under_l2_once_scaled(gemma_text_adap
     init = "Eres gerente de contratación. Clasifica buenos currículums:"
     prompt = load_prompt(gemma_text_adapter)
     assert prompt.peft.init_text == init and prompt.peft.base_model == "gemma-3-270m"
-    result = run_audit(AuditConfig(prompt=gemma_text_adapter, progress=False))  # model from the adapter
+    result = audit_one(gemma_text_adapter, AuditConfig(progress=False))  # model from the adapter
     assert result.model.spec == "gemma-3-270m"
     _assert_reads_back(result, gemma_vocab, init)
     for method in READ_BACK:

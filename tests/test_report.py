@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from audit.config import AuditConfig
+from audit.engine import audit_prompt
 from audit.inputs.prompts import Segment, SoftPrompt
 from audit.inputs.vocab import vocabulary_from_tensors
-from audit.pipeline import audit_prompt
 from audit.records import Evidence, Flag, Hit, Level, TermRef
 from audit.report.html import render_html
 from audit.report.i18n import STRINGS
@@ -57,7 +57,7 @@ def _result(words, mix, reference="casa gitanos"):
     vocab = vocabulary_from_tensors(rows, word_level_tokenizer(words), spec="synthetic")
     vectors = torch.stack([sum(w * rows[words.index(tok)] for tok, w in pos) for pos in mix])
     prompt = SoftPrompt(vectors, Path("synthetic.npy"), "0" * 64, "npy", (Segment("prompt", 0, len(mix)),))
-    config = AuditConfig(prompt=Path("synthetic.npy"), progress=False, top_k=3, reference_text=reference)
+    config = AuditConfig(progress=False, top_k=3, reference_text=reference)
     return audit_prompt(prompt, vocab, load_wordlists(), config)
 
 

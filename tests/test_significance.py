@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from audit.config import AuditConfig
+from audit.engine import audit_prompt
 from audit.evidence.null import category_min_ranks, null_neighbours
 from audit.geometry.methods import METHODS
 from audit.geometry.stats import compute_stats
 from audit.geometry.waywardness import prompt_f1
 from audit.inputs.prompts import Segment, SoftPrompt
 from audit.inputs.vocab import vocabulary_from_tensors
-from audit.pipeline import audit_prompt
 from audit.records import Risk
 from audit.report.json_out import render_json
 from audit.terms.load import load_wordlists
@@ -49,7 +49,7 @@ def _prompt(vectors: torch.Tensor) -> SoftPrompt:
 
 
 def _config(**kw) -> AuditConfig:
-    return AuditConfig(prompt=Path("synthetic.npy"), progress=False, **kw)
+    return AuditConfig(progress=False, **kw)
 
 
 def test_null_chance_rate_matches_the_analytic_value():

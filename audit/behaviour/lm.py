@@ -1,34 +1,22 @@
-"""Loading a causal LM for the behavioural check: HF model directories and GGUF files.
-
-A GGUF file is dequantized by transformers (``gguf_file=``), which takes tens of seconds; the result
-is cached once as a ``save_pretrained`` folder (config, float32 safetensors, tokenizer files) under
-``<cache>/lm/<sha256 of the GGUF file>-v1`` and later runs load that folder. Nothing here downloads
-(``local_files_only``) or runs model code from the files (no ``trust_remote_code``).
-"""
+"""The causal LM of the behavioural check: loaded through the model-format registry
+(:data:`audit.inputs.formats.FORMATS`, which knows how each format's files become a transformers model),
+checked, frozen and wrapped with the few operations the runner needs."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from audit.cache import get_or_build, load_sha256, save_text
 from audit.errors import AuditInputError
+from audit.inputs.causal import NOT_CAUSAL_FIX, causal_class_names
 
 if TYPE_CHECKING:
     from audit.inputs.models import ModelFiles
-
-LM_CACHE_VERSION = "v1"  # bump when the layout of a cached conversion changes
-NOT_CAUSAL_FIX = "the geometry scan still runs without --behaviour"
 
 
 @dataclass(frozen=True)
@@ -127,13 +115,11 @@ def load_causal_lm(
     """
     dev = select_device(device)
     t0 = time.perf_counter()
-    loader = LOADERS.get(files.kind)
-    if loader is None:
-        raise AuditInputError(
-            f"unknown model kind {files.kind!r} for {files.spec}", f"one of {', '.join(sorted(LOADERS))}"
-        )
+    from audit.inputs.formats import model_format
+
+    fmt = model_format(files)
     with _transformers_bars(progress):
-        model, tokenizer, converted = loader(files, progress=progress)
+        model, tokenizer, converted = fmt.load_causal_lm(files, progress=progress)
     _check_causal_class(model, files.spec)
     model.to(dev)
     model.eval()
@@ -190,155 +176,13 @@ def _transformers_bars(enabled: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _read_config(path: Path) -> dict:
-    try:
-        return json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AuditInputError(
-            f"cannot read {path / 'config.json'} ({exc})", "check the model folder"
-        ) from exc
-
-
-def _causal_class_names() -> set[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    names: set[str] = set()
-    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
-        names.update([value] if isinstance(value, str) else value)
-    return names
-
-
-def check_causal_config(config: dict, spec: str) -> None:
-    """Raises AuditInputError unless config.json describes a causal LM: its ``architectures`` (what
-    the checkpoint holds) must be a causal-LM class; without them, its ``model_type`` must map to one."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    archs = config.get("architectures") or []
-    model_type = str(config.get("model_type", "unknown"))
-    if archs:
-        if not any(a in _causal_class_names() for a in archs):
-            raise AuditInputError(
-                f"the behavioural check needs a causal LM; {spec} is a {archs[0]}", NOT_CAUSAL_FIX
-            )
-    elif model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or config.get("is_encoder_decoder"):
-        raise AuditInputError(
-            f"the behavioural check needs a causal LM; {spec} is a {model_type} model", NOT_CAUSAL_FIX
-        )
-
-
 def _check_causal_class(model: Any, spec: str) -> None:
     # An encoder with an LM head (BertLMHeadModel without is_decoder) is in the causal mapping too.
     name = type(model).__name__
-    if name not in _causal_class_names() or not getattr(model.config, "is_decoder", True):
+    if name not in causal_class_names() or not getattr(model.config, "is_decoder", True):
         raise AuditInputError(f"the behavioural check needs a causal LM; {spec} is a {name}", NOT_CAUSAL_FIX)
     if getattr(model.config, "is_encoder_decoder", False):
         raise AuditInputError(
             f"the behavioural check needs a decoder-only causal LM; {spec} is an encoder-decoder {name}",
             NOT_CAUSAL_FIX,
         )
-
-
-def _from_dir(path: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
-    except Exception as exc:
-        raise AuditInputError(
-            f"no usable tokenizer in {path} ({type(exc).__name__})",
-            "put tokenizer.json (or the tokenizer files) next to the weights",
-        ) from exc
-    if not any(path.glob("*.safetensors")):  # pickle weights can run code when loaded
-        raise AuditInputError(
-            f"model directory {path} has no *.safetensors weights",
-            "the behavioural check loads safetensors only; convert the weights",
-        )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
-    )
-    return model, tokenizer
-
-
-def _from_gguf(path: Path) -> tuple[Any, Any]:
-    """The model dequantized to plain float32 modules (never left in GGUF blocks, so that compute is
-    float32 and the model can be saved), and the tokenizer converted from the GGUF metadata."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    options: dict[str, Any] = {}
-    try:  # transformers >= 5 can keep GGUF blocks and matmul on them; ask for a dense model
-        from transformers import GgufConfig
-
-        options["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:  # older transformers always dequantize
-        pass
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(path.parent), gguf_file=path.name, local_files_only=True
-        )
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, local_files_only=True, dtype=torch.float32, **options
-        )
-    except ValueError as exc:  # an architecture transformers cannot read from GGUF
-        raise AuditInputError(
-            f"transformers cannot load {path.name} as a causal LM ({exc})", NOT_CAUSAL_FIX
-        ) from exc
-    return model, tokenizer
-
-
-def gguf_key(path: Path) -> str:
-    """sha256 of the GGUF file, memoised per (path, size, mtime) so a cached load does not re-hash it."""
-    from audit.inputs.prompts import sha256_file
-
-    stat = path.stat()
-    ident = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|file".encode()).hexdigest()
-    return get_or_build(
-        "hashes",
-        f"{ident}-file",
-        build=lambda: sha256_file(path),
-        save=save_text,
-        load=load_sha256,
-        suffix=".txt",
-    )
-
-
-def _load_gguf(files: ModelFiles, *, progress: bool) -> tuple[Any, Any, bool]:
-    converted = []
-
-    def build() -> tuple[Any, Any]:
-        if progress:
-            print(
-                f"prompt-audit: first behavioural run on {files.path.name}: dequantizing the whole model "
-                "(once; cached as float32 safetensors)",
-                file=sys.stderr,
-            )
-        converted.append(True)
-        return _from_gguf(files.path)
-
-    def save(value: tuple[Any, Any], target: Path) -> None:
-        model, tokenizer = value
-        target.mkdir()
-        model.save_pretrained(str(target))
-        tokenizer.save_pretrained(str(target))
-        for entry in target.iterdir():  # safetensors writes 0600; keep the umask's default
-            os.chmod(entry, 0o666 & ~_umask())
-
-    model, tokenizer = get_or_build(
-        "lm", f"{gguf_key(files.path)}-{LM_CACHE_VERSION}", build=build, save=save, load=_from_dir
-    )
-    return model, tokenizer, bool(converted)
-
-
-def _load_hf(files: ModelFiles, *, progress: bool) -> tuple[Any, Any, bool]:
-    check_causal_config(_read_config(files.path), files.spec)
-    model, tokenizer = _from_dir(files.path)
-    return model, tokenizer, False
-
-
-# One loader per ModelFiles.kind: (files, progress=) -> (model, tokenizer, converted now).
-LOADERS: dict[str, Callable[..., tuple[Any, Any, bool]]] = {"gguf": _load_gguf, "hf": _load_hf}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from audit.behaviour.hypotheses import Hypotheses
-from audit.behaviour.lm import CausalLM, gguf_key, load_causal_lm
+from audit.behaviour.lm import CausalLM, load_causal_lm
 from audit.behaviour.runner import answer_log_odds, text_prompt
 from audit.behaviour.stats import (
     ABLATION_TESTS,
@@ -79,12 +79,11 @@ def probes(suite: Suite) -> Probes:
 def preflight(config: AuditConfig, model_spec: str) -> None:
     """What can be refused before any work: the suite (validated), and an HF model whose config is not a
     causal LM (a GGUF is checked when loaded)."""
-    from audit.behaviour.lm import _read_config, check_causal_config
+    from audit.inputs.formats import model_format
 
     load_suite(config.behaviour)
     files = resolve_model(model_spec)
-    if files.kind == "hf":
-        check_causal_config(_read_config(files.path), model_spec)
+    model_format(files).check_causal(files)
 
 
 def check(
@@ -224,16 +223,11 @@ def _read_run(path, n: int) -> np.ndarray:
 
 
 def model_key(files) -> str:
-    """Identifies a model's weights for the run cache: the GGUF file's sha256, or an HF folder's file
-    names, sizes and modification times."""
-    if files.kind == "gguf":
-        return gguf_key(files.path)
-    digest = hashlib.sha256(str(files.path.resolve()).encode())
-    for entry in sorted(files.path.iterdir()):
-        if entry.is_file():
-            stat = entry.stat()
-            digest.update(f"{entry.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
+    """Identifies a model's weights for the run cache (each format says how: a GGUF file's sha256, an HF
+    folder's file names, sizes and modification times)."""
+    from audit.inputs.formats import model_format
+
+    return model_format(files).weights_key(files)
 
 
 def _reading_key(reading) -> str:

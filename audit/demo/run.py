@@ -14,16 +14,17 @@ from importlib.resources import files
 from pathlib import Path
 
 from audit.config import AuditConfig
+from audit.engine import Item, scan
 from audit.errors import AuditInputError
 from audit.output import write_outputs
-from audit.pipeline import run_audit
 from audit.records import AuditResult
-from audit.report.html import environment, render_html
-from audit.report.json_out import render_json
+from audit.report.html import environment
 from audit.report.terminal import render_terminal
+from audit.report.writers import AUDIT_FORMATS
 
 DEMO_MODEL = "gemma-3-270m"
 DEMO_SUITE = "hiring-es"
+DEMO_FORMATS = ("json", "html")  # per adapter, next to the demo's own index.html
 
 
 @dataclass(frozen=True)
@@ -99,32 +100,31 @@ def _accuracy(meta: dict) -> str:
 
 
 def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en", behaviour: bool = True) -> int:
-    """Audits every demo adapter and writes the reports; returns the CLI exit code (0)."""
+    """Audits every demo adapter in one engine run (Gemma's vocabulary, statistics and causal LM loaded
+    once) and writes the reports; returns the CLI exit code (0)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise AuditInputError(f"--out {out_dir} is not a directory", "pass a folder path")
     start = time.perf_counter()
+    adapters = {a.name: a for a in demo_adapters()}
+    # The demo's training script set the rows to the init text's own tokens (no <bos>, examples/README.md),
+    # not PEFT's TEXT init of that text: each adapter is compared with the text as written.
+    items = [Item(a.name, a.path, a.metrics.get("prompt_tuning_init_text")) for a in adapters.values()]
+    config = AuditConfig(model=DEMO_MODEL, progress=progress, behaviour=DEMO_SUITE if behaviour else None)
+    what = f"geometry and the behavioural check on {DEMO_SUITE}" if behaviour else "geometry only"
+    print(f"prompt-audit demo: auditing {len(items)} adapters on {DEMO_MODEL} ({what}) ...", file=sys.stderr)
     rows = []
     contents: dict[Path, str] = {}
-    for adapter in demo_adapters():
-        print(f"prompt-audit demo: auditing {adapter.name} on {DEMO_MODEL} ...", file=sys.stderr)
-        suite = DEMO_SUITE if behaviour else None
-        result = run_audit(
-            AuditConfig(
-                prompt=adapter.path,
-                model=DEMO_MODEL,
-                progress=progress,
-                behaviour=suite,
-                # The demo's training script set the rows to the init text's own tokens (no <bos>,
-                # examples/README.md), not PEFT's TEXT init of that text: compare with the text as written.
-                reference_text=adapter.metrics.get("prompt_tuning_init_text"),
-            )
-        )
+    for outcome in scan(items, config):
+        if outcome.result is None:
+            raise AuditInputError(f"demo adapter {outcome.name}: {outcome.error}", "reinstall prompt-audit")
         # Name the packaged adapter, not where this installation keeps it: reports are comparable.
-        result = replace(result, prompt=replace(result.prompt, path=f"demo:{adapter.name}"))
-        rows.append((adapter, result))
-        contents[out_dir / f"{adapter.name}.json"] = render_json(result)
-        contents[out_dir / f"{adapter.name}.html"] = render_html(result, lang)
+        result = replace(outcome.result, prompt=replace(outcome.result.prompt, path=f"demo:{outcome.name}"))
+        rows.append((adapters[outcome.name], result))
+        for name in DEMO_FORMATS:
+            contents[out_dir / f"{outcome.name}{AUDIT_FORMATS[name].suffix}"] = AUDIT_FORMATS[name].render(
+                result, lang
+            )
     contents[out_dir / "index.html"] = _index_html(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(contents)

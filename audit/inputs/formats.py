@@ -1,19 +1,40 @@
-"""The model formats a vocabulary can be read from: one module each, listed here.
+"""The model formats: one module each (its :class:`~audit.inputs.models.ModelFormat` covers the
+vocabulary, the causal LM and the run-cache key), listed here and nowhere else.
 
-A format module defines ``KIND``, ``DESCRIPTION``, ``locate(path) -> Path | None`` (the file a local
-path holds in this format, or None) and ``load(files, *, allow_pickle, progress) -> Vocabulary``.
-Adding a format is one module plus its line below (see docs/extending.md).
+Adding a format is one module plus a :func:`register` call (see docs/extending.md); model resolution,
+scans, ``prepare``, the behavioural check and its cache all read this registry.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
+from audit.errors import AuditInputError
 from audit.inputs import gguf, hf
-from audit.inputs.models import ModelFiles, resolve_model
+from audit.inputs.models import ModelFiles, ModelFormat, resolve_model
 from audit.inputs.vocab import Vocabulary
 
-FORMATS: dict[str, ModuleType] = {module.KIND: module for module in (hf, gguf)}
+FORMATS: dict[str, ModelFormat] = {}
+
+
+def register(fmt: ModelFormat) -> ModelFormat:
+    """Adds a model format; paths are offered to the formats in registration order."""
+    if fmt.kind in FORMATS:
+        raise ValueError(f"model format {fmt.kind!r} is already registered")
+    FORMATS[fmt.kind] = fmt
+    return fmt
+
+
+register(hf.FORMAT)
+register(gguf.FORMAT)
+
+
+def model_format(files: ModelFiles) -> ModelFormat:
+    """The registered format of resolved model files."""
+    fmt = FORMATS.get(files.kind)
+    if fmt is None:
+        raise AuditInputError(
+            f"unknown model kind {files.kind!r} for {files.spec}", f"one of {', '.join(sorted(FORMATS))}"
+        )
+    return fmt
 
 
 def load_vocabulary(spec: str, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
@@ -23,4 +44,4 @@ def load_vocabulary(spec: str, *, allow_pickle: bool = False, progress: bool = T
 
 def load_model(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True) -> Vocabulary:
     """Loads tokenizer + embedding tensors of an already resolved model."""
-    return FORMATS[files.kind].load(files, allow_pickle=allow_pickle, progress=progress)
+    return model_format(files).load_vocabulary(files, allow_pickle=allow_pickle, progress=progress)

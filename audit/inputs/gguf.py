@@ -14,7 +14,8 @@ import torch
 
 from audit.cache import DamagedEntry, check, entry_path, get_or_build, root
 from audit.errors import AuditInputError
-from audit.inputs.models import ModelFiles
+from audit.inputs import causal
+from audit.inputs.models import ModelFiles, ModelFormat
 from audit.inputs.prompts import sha256_file
 from audit.inputs.vocab import (
     SafetensorsMatrix,
@@ -26,7 +27,6 @@ from audit.inputs.vocab import (
     tensor_sha256,
 )
 
-KIND = "gguf"
 DESCRIPTION = "GGUF file (llama.cpp), or a folder holding exactly one"
 
 
@@ -192,3 +192,14 @@ def load(files: ModelFiles, *, allow_pickle: bool = False, progress: bool = True
         load_tokenizer=tokenizer,
         sha256=meta["sha256"],
     )
+
+
+FORMAT = ModelFormat(
+    kind="gguf",
+    description=DESCRIPTION,
+    locate=locate,
+    load_vocabulary=load,
+    load_causal_lm=causal.load_gguf_lm,
+    check_causal=causal.check_gguf_causal,
+    weights_key=lambda files: causal.gguf_key(files.path),
+)

@@ -15,7 +15,8 @@ import torch
 
 from audit.cache import get_or_build, load_sha256, save_text
 from audit.errors import AuditInputError
-from audit.inputs.models import ModelFiles
+from audit.inputs import causal
+from audit.inputs.models import ModelFiles, ModelFormat
 from audit.inputs.prompts import sha256_file
 from audit.inputs.vocab import (
     EMBEDDING_KEYS,
@@ -31,7 +32,6 @@ from audit.inputs.vocab import (
     tensor_sha256,
 )
 
-KIND = "hf"
 DESCRIPTION = "Hugging Face model directory (config.json + *.safetensors)"
 
 
@@ -166,3 +166,14 @@ def _load_bin(bins: list[Path]) -> tuple[MatrixSource, MatrixSource | None, bool
     out = next((state[k] for k in OUTPUT_KEYS if k in state), None)
     tied = out is None or (out.shape == emb.shape and torch.equal(out, emb))
     return InMemoryMatrix(emb), None if tied else InMemoryMatrix(out), out is not None
+
+
+FORMAT = ModelFormat(
+    kind="hf",
+    description=DESCRIPTION,
+    locate=locate,
+    load_vocabulary=load,
+    load_causal_lm=causal.load_hf_lm,
+    check_causal=causal.check_hf_causal,
+    weights_key=causal.hf_weights_key,
+)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from audit.cache import DamagedEntry, check, entry_path, get_or_build
 from audit.errors import AuditInputError
@@ -24,6 +25,34 @@ class ModelFiles:
     spec: str
     kind: str
     path: Path  # GGUF file, or HF model directory
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One way models are stored on disk, and everything the tool reads from it (the protocol each
+    entry of :data:`audit.inputs.formats.FORMATS` follows).
+
+    Attributes:
+        kind: the registry key (``ModelFiles.kind``).
+        description: what a user passes, for error messages (``GGUF file (llama.cpp), ...``).
+        locate: ``(path) -> Path | None``: the file or folder ``path`` holds in this format, else None.
+        load_vocabulary: ``(files, *, allow_pickle, progress) -> Vocabulary``: tokenizer and the
+            embedding (and untied output) matrices only, for a scan.
+        load_causal_lm: ``(files, *, progress) -> (model, tokenizer, converted)``: the whole model as a
+            float32 transformers causal LM, for the behavioural check; ``converted`` when this load
+            converted the files (a cache miss).
+        check_causal: ``(files) -> None``: refuses, before any work, files that are certainly not a
+            causal LM (AuditInputError); checks that need the model itself happen when it is loaded.
+        weights_key: ``(files) -> str``: identifies the weights for the behavioural run cache.
+    """
+
+    kind: str
+    description: str
+    locate: Callable[[Path], Path | None]
+    load_vocabulary: Callable[..., Any]
+    load_causal_lm: Callable[..., tuple[Any, Any, bool]]
+    check_causal: Callable[[ModelFiles], None]
+    weights_key: Callable[[ModelFiles], str]
 
 
 def _gemma_path() -> Path:
@@ -176,8 +205,8 @@ def resolve_model(spec: str, *, gguf_file: str | None = None) -> ModelFiles:
         for fmt in FORMATS.values():
             found = fmt.locate(path)
             if found is not None:
-                return ModelFiles(spec, fmt.KIND, found)
-        kinds = "; ".join(f.DESCRIPTION for f in FORMATS.values())
+                return ModelFiles(spec, fmt.kind, found)
+        kinds = "; ".join(f.description for f in FORMATS.values())
         raise AuditInputError(f"{path} is not a model this tool can read", f"pass one of: {kinds}")
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return ModelFiles(spec, "hf", _from_hf_cache(spec))

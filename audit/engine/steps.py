@@ -6,7 +6,6 @@ inputs (prompt, vocabulary, wordlists) -> geometry (projections and per-position
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,9 +22,8 @@ from audit.geometry.methods import METHODS, resolve_methods
 from audit.geometry.stage import Geometry, measure
 from audit.geometry.stats import VocabStats
 from audit.geometry.waywardness import prompt_f1
-from audit.inputs.formats import load_model, load_vocabulary
-from audit.inputs.identity import WARNING, TextInit, check_model, choose_model, text_init
-from audit.inputs.prompts import SoftPrompt, load_prompt
+from audit.inputs.identity import TextInit, text_init
+from audit.inputs.prompts import SoftPrompt
 from audit.inputs.vocab import Vocabulary
 from audit.records import (
     AuditResult,
@@ -36,7 +34,6 @@ from audit.records import (
     PromptInfo,
     WordlistInfo,
 )
-from audit.terms.load import load_wordlists
 from audit.terms.schema import Wordlists
 from audit.verdict.stage import Verdict, escalate, judge, with_behaviour
 
@@ -57,38 +54,6 @@ def check_options(config: AuditConfig) -> tuple[str, ...]:
             f"--max-ablations {config.max_ablations} is negative", "use 0 to skip ablations"
         )
     return resolve_methods(config.methods)
-
-
-def run_audit(config: AuditConfig) -> AuditResult:
-    """Loads the prompt, vocabulary and wordlists, then audits (see :func:`audit_prompt`)."""
-    check_options(config)  # fail fast, before any loading
-    prompt = load_prompt(config.prompt, key=config.key)
-    model = choose_model(config.model, prompt.peft, prompt.path)
-    if config.behaviour:
-        from audit.behaviour.stage import preflight
-
-        preflight(config, model.files.spec)  # a bad suite or a non-causal model fails before the scan
-    vocab = load_model(model.files, allow_pickle=config.allow_pickle_model, progress=config.progress)
-    identity = check_model(  # refuses a model that is certainly not the adapter's
-        prompt,
-        vocab,
-        model.files,
-        given=config.model,
-        mismatch_ok=config.model_mismatch_ok,
-        allow_pickle=config.allow_pickle_model,
-    )
-    warn(model.notes + identity)
-    lists = load_wordlists(
-        user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
-    )
-    return audit_prompt(prompt, vocab, lists, config, notes=model.notes + identity)
-
-
-def warn(notes: tuple[str, ...]) -> None:
-    """Prints the warnings among report notes on stderr (they are in every report too)."""
-    for note in notes:
-        if note.startswith(WARNING):
-            print(f"prompt-audit: warning: {note.removeprefix(WARNING)}", file=sys.stderr)
 
 
 def audit_prompt(
@@ -200,28 +165,6 @@ def assemble(scanned: Scanned, behaviour: BehaviourResult | None) -> AuditResult
         category_labels=findings.category_labels,
         behaviour=behaviour,
     )
-
-
-def prepare_model(config: AuditConfig) -> Vocabulary:
-    """Fills every on-disk cache a scan of ``config.model`` reads, so the first scan is as fast as later
-    ones: GGUF conversion, token table, vocabulary statistics, term index (``config``'s wordlists) and
-    the null model for ``config.methods`` (seed, depth and removed directions as in ``config``).
-    ``config.prompt`` is not used. Returns the vocabulary."""
-    from audit.evidence.stage import prepare_evidence
-    from audit.geometry.stage import statistics
-
-    check_options(config)
-    if not config.model:
-        raise AuditInputError("prepare needs --model", "e.g. --model gemma-3-270m")
-    vocab = load_vocabulary(config.model, allow_pickle=config.allow_pickle_model, progress=config.progress)
-    config, _ = applicable_methods(config, vocab)  # what a scan of this model computes
-    methods = resolve_methods(config.methods)
-    stats = statistics(vocab, config)
-    lists = load_wordlists(
-        user_dirs=config.wordlist_dirs, languages=config.languages, allowlist=config.allowlist
-    )
-    prepare_evidence(vocab, stats, lists, methods, config)
-    return vocab
 
 
 def applicable_methods(config: AuditConfig, vocab: Vocabulary) -> tuple[AuditConfig, tuple[str, ...]]:
