@@ -18,6 +18,7 @@ from audit.errors import AuditInputError
 from audit.inputs import causal
 from audit.inputs.models import ModelFiles, ModelFormat
 from audit.inputs.prompts import sha256_file
+from audit.inputs.tokens import check_tokenizer_files, load_token_table, load_tokenizer_dir
 from audit.inputs.vocab import (
     EMBEDDING_KEYS,
     OUTPUT_KEYS,
@@ -25,10 +26,7 @@ from audit.inputs.vocab import (
     MatrixSource,
     SafetensorsMatrix,
     Vocabulary,
-    check_tokenizer_files,
     embed_scale_for,
-    load_token_table,
-    load_tokenizer_dir,
     tensor_sha256,
 )
 

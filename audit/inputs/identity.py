@@ -30,7 +30,8 @@ from audit.inputs.models import (
     resolve_model,
 )
 from audit.inputs.prompts import PeftInfo, SoftPrompt
-from audit.inputs.vocab import Vocabulary, check_tokenizer_files, load_tokenizer_dir
+from audit.inputs.tokens import check_tokenizer_files, load_tokenizer_dir
+from audit.inputs.vocab import Vocabulary
 
 WARNING = "WARNING: "
 # Median cosine of sampled embedding rows (same token ids) of two matrices of the same width: at or above
