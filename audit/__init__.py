@@ -8,7 +8,15 @@ The Python API (lazy imports: ``import audit`` stays cheap, torch is imported wh
     write_reports(outcomes, "reports/api")
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Deterministic output needs reproducible float32 maths: without conditional numerical reproducibility,
+# MKL picks kernels by the memory alignment of its inputs, so the same scan could flip a last digit (and a
+# tie between two neighbours) from one run to the next. Set before torch loads MKL (torch is imported
+# lazily); a value the user set is kept.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 __all__ = [
     "__version__",
