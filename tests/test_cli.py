@@ -257,7 +257,9 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert_one_line_error(code, err, "unknown projection method")
 
 
+@pytest.mark.slow
 def test_models_lists_each_packaged_model_with_a_local_path(capsys):
+    """Locates every packaged model (assembling Gemma's GGUF into the cache): the real packages."""
     from audit.inputs.models import ALIASES
 
     code, out, err = run(["models"], capsys)
