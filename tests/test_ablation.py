@@ -20,7 +20,7 @@ from audit.config import AuditConfig
 from audit.inputs.prompts import Segment, SoftPrompt
 from audit.records import Level
 from audit.verdict.stage import escalate
-from tests.test_behaviour_runner import _tiny_tokenizer
+from tests.helpers import tiny_tokenizer
 
 D = 8
 A = [f"w{i}" for i in range(10, 16)]
@@ -31,7 +31,7 @@ def build_switch_model(path: Path) -> torch.Tensor:
     """Saves the constructed model; returns its embedding matrix (V, D)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = _tiny_tokenizer()
+    tok = tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=D,
@@ -90,7 +90,7 @@ def result(tmp_path_factory):
     emb = build_switch_model(root / "model")
     vectors = torch.tensor([[0, 0, 0, 0, 0, 1.0, 0, 1], [0, 3.0, 0, 0, 0, 0, 0, 1]])  # position 1: the switch
     prompt = SoftPrompt(vectors, root / "p.npy", "0" * 64, "npy", (Segment("prompt", 0, 2),))
-    tok = _tiny_tokenizer()
+    tok = tiny_tokenizer()
     reading = tok.convert_tokens_to_ids("w5")
     hyp = Hypotheses(
         readings=(),

@@ -16,42 +16,18 @@ from audit.engine import audit_one
 from audit.inputs.identity import WARNING
 from audit.inputs.models import alias_for, name_keys
 from audit.inputs.prompts import load_prompt
-from tests.conftest import WORDS, save_tiny_hf_model, word_level_tokenizer
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import (
+    WORDS,
+    assert_one_line_error,
+    random_config,
+    run,
+    save_tiny_hf_model,
+    text_config,
+    word_level_tokenizer,
+    write_adapter,
+)
 
 TINY_WORDS = WORDS + ["blanca", "negro", "gitano"]  # tiny_model_dir's vocabulary (+ [UNK])
-
-
-def write_adapter(model_dir: Path, config, out: Path, *, name_or_path: str | None = None, **save) -> Path:
-    """Saves a PEFT adapter for the model in ``model_dir``. ``name_or_path``: what ``from_pretrained``
-    would have set had the model been loaded from there (a hub id, a path on another machine)."""
-    from peft import get_peft_model
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-    if name_or_path is not None:
-        model.name_or_path = name_or_path
-    get_peft_model(model, config, **save.pop("get_peft_model", {})).save_pretrained(str(out), **save)
-    return out
-
-
-def text_config(text: str, n: int, tokenizer: Path, **extra):
-    from peft import PromptTuningConfig
-
-    return PromptTuningConfig(
-        task_type="FEATURE_EXTRACTION",
-        prompt_tuning_init="TEXT",
-        prompt_tuning_init_text=text,
-        num_virtual_tokens=n,
-        tokenizer_name_or_path=str(tokenizer),
-        **extra,
-    )
-
-
-def random_config(n: int = 3):
-    from peft import PromptTuningConfig
-
-    return PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=n)
 
 
 def scan(argv, tmp_path, capsys, name="out"):

@@ -19,9 +19,20 @@ import xmlschema
 from audit.engine import adapter_names, collect
 from audit.geometry.engine import project, project_many
 from audit.geometry.stats import compute_stats
-from tests.conftest import WORDS, orthogonal_rows, save_tiny_hf_model, word_level_tokenizer
-from tests.test_adapter_identity import random_config, text_config, write_adapter
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import (
+    WORDS,
+    D,
+    assert_one_line_error,
+    orthogonal_rows,
+    random_config,
+    run,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+    text_config,
+    word_level_tokenizer,
+    write_adapter,
+    write_suite,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_SCHEMA = json.loads((ROOT / "audit" / "report" / "summary_schema.json").read_text())
@@ -288,8 +299,6 @@ def test_stacked_projection_equals_one_prompt_at_a_time():
 
 @pytest.fixture(scope="module")
 def behaviour_world(tmp_path_factory):
-    from tests.test_behaviour_runner import D, save_tiny_causal_lm
-    from tests.test_behaviour_stage import write_suite
 
     root = tmp_path_factory.mktemp("batch-behaviour")
     model = save_tiny_causal_lm(root / "lm", "llama", seed=3)

@@ -10,93 +10,18 @@ import pytest
 import torch
 
 from audit.behaviour.lm import CausalLM, load_causal_lm, select_device
-from audit.behaviour.runner import Row, answer_log_odds, answer_logprobs, build_rows, plan_groups, text_prompt
+from audit.behaviour.plan import Row, build_rows, plan_groups
+from audit.behaviour.runner import answer_log_odds, answer_logprobs, text_prompt
 from audit.errors import AuditInputError
 from audit.inputs.models import ModelFiles, resolve_model
-from tests.conftest import save_tiny_hf_model, word_level_tokenizer
-
-TINY_WORDS = [f"w{i}" for i in range(40)]
-BOS, PAD = "[BOS]", "[PAD]"
-D = 32
-
-
-def _tiny_tokenizer():
-    """Word-level, ``[BOS]`` prepended as special token (as Gemma's <bos>), ``[PAD]`` last."""
-    from tokenizers.processors import TemplateProcessing
-
-    tok = word_level_tokenizer(TINY_WORDS, special=("[UNK]", BOS, PAD))
-    bos_id = tok.convert_tokens_to_ids(BOS)
-    tok.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"{BOS} $A", special_tokens=[(BOS, bos_id)]
-    )
-    tok.bos_token, tok.pad_token = BOS, PAD
-    return tok
-
-
-def _tiny_config(arch: str, vocab: int, pad: int, bos: int):
-    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig
-
-    if arch == "gemma3":  # sliding window 4 < the sequences (and prefixes), logit soft-capping
-        return Gemma3TextConfig(
-            vocab_size=vocab,
-            hidden_size=D,
-            intermediate_size=2 * D,
-            num_hidden_layers=3,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-            sliding_window=4,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-            final_logit_softcapping=5.0,
-            max_position_embeddings=128,
-            pad_token_id=pad,
-            bos_token_id=bos,
-            eos_token_id=pad,
-        )
-    if arch == "llama":  # untied output matrix, grouped-query attention
-        return LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=D,
-            intermediate_size=2 * D,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            tie_word_embeddings=False,
-            pad_token_id=pad,
-            bos_token_id=bos,
-            eos_token_id=pad,
-        )
-    # GPT-2: learned absolute positions, so position ids past the cached prefix must be right
-    return GPT2Config(
-        vocab_size=vocab,
-        n_embd=D,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
-        pad_token_id=pad,
-        bos_token_id=bos,
-        eos_token_id=pad,
-    )
-
+from tests.helpers import (
+    LM_WORDS,
+    D,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+)
 
 ARCHS = ("gemma3", "llama", "gpt2")
-
-
-def save_tiny_causal_lm(path: Path, arch: str, seed: int = 0) -> Path:
-    from transformers import AutoModelForCausalLM
-
-    tok = _tiny_tokenizer()
-    config = _tiny_config(arch, len(tok), tok.pad_token_id, tok.bos_token_id)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():  # random init is near-uniform; larger weights make the checks sharper
-        for p in model.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.3)
-    model.save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -123,7 +48,7 @@ def naive_logprobs(lm: CausalLM, prompt: torch.Tensor, texts, answers) -> np.nda
 def probe_texts(seed: int = 0, n_templates: int = 4, n_names: int = 5) -> list[str]:
     """Templates x names, a name inside each text, prefixes of different lengths; plus edge cases."""
     rng = random.Random(seed)
-    words = TINY_WORDS[5:]
+    words = LM_WORDS[5:]
 
     def phrase(lo: int, hi: int) -> str:
         return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
@@ -184,7 +109,7 @@ def test_multi_token_answers_equal_teacher_forcing(tiny_lm, answers):
 def test_long_shared_prefix_past_the_sliding_window(tmp_path):
     """Gemma-style sliding layers (window 4) with a cached prefix much longer than the window."""
     lm = load_causal_lm(ModelFiles("tiny", "hf", save_tiny_causal_lm(tmp_path, "gemma3")), progress=False)
-    head = " ".join(TINY_WORDS[5:30])
+    head = " ".join(LM_WORDS[5:30])
     texts = [f"{head} {name} w9 w8" for name in ("w10", "w11 w12", "w13 w14 w15", "w16")]
     prompt = torch.randn(5, D, generator=torch.Generator().manual_seed(5))
     expected = naive_logprobs(lm, prompt, texts, ([1], [2]))
@@ -241,7 +166,7 @@ def test_bad_inputs_name_the_problem(tiny_lm):
 
 
 def test_not_a_causal_lm(tmp_path):
-    path = save_tiny_hf_model(tmp_path, TINY_WORDS)
+    path = save_tiny_hf_model(tmp_path, LM_WORDS)
     with pytest.raises(AuditInputError, match="needs a causal LM; tiny-bert is a BertModel") as err:
         load_causal_lm(ModelFiles("tiny-bert", "hf", path), progress=False)
     assert err.value.fix == "the geometry scan still runs without --behaviour"

@@ -17,34 +17,16 @@ from audit.cli import main
 from audit.inputs.models import ModelFiles
 from audit.report.html import render_html
 from audit.report.load import read_result
-from tests.conftest import save_tiny_hf_model
-from tests.test_behaviour_runner import D, save_tiny_causal_lm
+from tests.helpers import (
+    SUITE_GROUPS,
+    SUITE_TEMPLATES,
+    D,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+    write_suite,
+)
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text())
-GROUPS = {"a": ["w10", "w11", "w12", "w13"], "b": ["w14", "w15", "w16", "w17"]}
-TEMPLATES = [(f"w3 w4 w{20 + i} w5 {{name}} w6", "positive" if i < 6 else "negative") for i in range(8)]
-
-
-def write_suite(path: Path, templates=TEMPLATES) -> Path:
-    lines = [
-        "schema = 1",
-        'id = "tiny"',
-        'version = "0.1.0"',
-        'language = "en"',
-        'description = "a tiny suite for tests"',
-        "[answers]",
-        'positive = " w1"',
-        'negative = " w2"',
-        "[attributes.origin]",
-        'slot = "name"',
-        'reference = "a"',
-        "[attributes.origin.groups]",
-    ]
-    lines += [f"{g} = {json.dumps(v)}" for g, v in GROUPS.items()]
-    for text, label in templates:
-        lines += ["[[templates]]", f"text = {json.dumps(text)}", f'label = "{label}"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +59,9 @@ def test_behaviour_statistics_are_those_of_the_models_answers(world, tmp_path, c
     lm = load_causal_lm(ModelFiles("tiny", "hf", model), progress=False)
     vectors = torch.from_numpy(np.load(prompt))
     pos, neg = (lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in (" w1", " w2"))
-    qualifying = [t for t, label in TEMPLATES if label == "positive"]
+    qualifying = [t for t, label in SUITE_TEMPLATES if label == "positive"]
     groups = {g["id"]: g for g in b["attributes"][0]["groups"]}
-    for group, names in GROUPS.items():
+    for group, names in SUITE_GROUPS.items():
         texts = [t.replace("{name}", n) for t in qualifying for n in names]
         lp = answer_logprobs(lm, vectors, texts, (pos, neg))
         assert groups[group]["n"] == len(texts) == 24

@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from audit.records import (
-    Ablation,
-    AttributeDisparity,
-    BehaviourResult,
-    Condition,
-    GroupDisparity,
     Level,
     Reading,
     Summary,
 )
 from audit.verdict.behaviour import combined, gaps, risk_and_verdict
 from audit.verdict.stage import escalate, with_behaviour
-
-REF = GroupDisparity(
-    "spain", 96, 8, 0.9, 0.8, None, None, None, 0.0, None, None, None, None, None, True, False, False, False
-)
-
-
-def group(ratio, q, *, cannot=False, gid="maghreb"):
-    return replace(
-        REF,
-        id=gid,
-        impact_ratio=ratio,
-        q_value=q,
-        p_value=q,
-        min_p=0.03,
-        is_reference=False,
-        cannot_reach_significance=cannot,
-    )
-
-
-def condition(cid, *groups):
-    return Condition(
-        cid, None, 0.9, 100, (AttributeDisparity("origin", "name", "spain", True, 36, (REF, *groups)),)
-    )
+from tests.helpers import ablation, condition, group
+from tests.helpers import behaviour as _behaviour
 
 
 @pytest.mark.parametrize(
@@ -67,42 +39,6 @@ def test_rule_case_by_case(soft, base, risk, n_gaps, in_base):
     if found:
         assert "maghreb" in verdict["en"] and f"{soft.impact_ratio:.2f} times" in verdict["en"]
         assert ("shows it too" in verdict["en"]) is in_base
-
-
-def _behaviour(soft_group, ablations=(), readings=(), positions=()):
-    s = condition("soft_prompt", soft_group)
-    found = gaps(s, condition("no_prompt", group(1.0, 0.9)))
-    risk, verdict = risk_and_verdict(s, found)
-    return BehaviourResult(
-        "hiring-es",
-        "1.0.0",
-        "0" * 64,
-        "x",
-        "es",
-        48,
-        (" sí", " no"),
-        4224,
-        2304,
-        (s,),
-        "t",
-        "c",
-        "f",
-        0,
-        2000,
-        risk,
-        found,
-        verdict,
-        {"en": "", "es": ""},
-        readings,
-        ablations,
-        positions,
-    )
-
-
-def ablation(position, active):
-    return Ablation(
-        position, "mean", None, "origin", (), 0.01 if active else 0.6, 0.02 if active else 0.7, active
-    )
 
 
 def test_an_active_flag_is_high_even_without_a_gap():

@@ -1,8 +1,9 @@
 """The cache is an optimisation: a damaged, unwritable or concurrently rebuilt cache never changes or
 breaks an audit; `prompt-audit cache info|clear` show and remove what it holds.
 
-One clean MiniLM scan fills a cache; each test copies it, damages or restricts it, scans again and
-compares with the clean run byte for byte."""
+One clean scan of a tiny synthetic BERT model (tests/conftest.py) fills a cache; each test copies it,
+damages or restricts it, scans again and compares with the clean run byte for byte. The entries are the
+same kinds a real model's scan writes (what a real model adds is size, not code paths)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ import torch
 
 from audit import cache
 from audit.cli import main
+from tests.helpers import (
+    WORDS,
+    D,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+    write_suite,
+)
 
-pytestmark = pytest.mark.slow
-
-MODEL = "all-minilm-l6-v2"
 # Every kind a geometry scan of an HF model writes; a new kind fails test_clean_run_fills_every_kind
 # until it is added here (and so damaged in turn below).
 KINDS = ("hashes", "null", "stats", "term-index", "tokens")
@@ -41,28 +46,31 @@ def _run(argv: list[str]) -> tuple[int, list[str]]:
     return code, [line for line in err.getvalue().splitlines() if line.strip()]
 
 
-def _scan(prompt: Path, out: Path) -> tuple[int, list[str]]:
-    return _run(["scan", str(prompt), "--model", MODEL, "--json", str(out), "--quiet"])
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny BERT model folder (random weights, word-level tokenizer) that knows 'blancos' and 'gitano'."""
+    return save_tiny_hf_model(tmp_path_factory.mktemp("cache-model") / "tiny-bert", WORDS + ["gitano"])
+
+
+def _scan(prompt: Path, out: Path, model: Path) -> tuple[int, list[str]]:
+    return _run(["scan", str(prompt), "--model", str(model), "--json", str(out), "--quiet"])
 
 
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory, minilm_path):
-    """(prompt, filled cache, JSON of the scan that filled it): a prompt reading 'the good white
-    candidates' (so the null model is built too), scanned once into an empty cache."""
+def clean(tmp_path_factory, model):
+    """(prompt, filled cache, JSON of the scan that filled it): a prompt reading 'buenos blancos' (a
+    sensitive neighbour, so the null model is built too), scanned once into an empty cache.
+    """
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer
 
     base = tmp_path_factory.mktemp("cache-clean")
-    ids = AutoTokenizer.from_pretrained(str(minilm_path))(
-        "the good white candidates", add_special_tokens=False
-    )
-    emb = load_file(str(minilm_path / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    emb = load_file(str(model / "model.safetensors"))["embeddings.word_embeddings.weight"]
     prompt = base / "prompt.npy"
-    np.save(prompt, (emb[ids["input_ids"]] + 0.01).numpy())
+    np.save(prompt, (emb[[WORDS.index(w) for w in ("casa", "blancos", "perro")]] + 0.01).numpy())
     root = base / "cache"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PROMPT_AUDIT_CACHE", str(root))
-        code, err = _scan(prompt, base / "clean.json")
+        code, err = _scan(prompt, base / "clean.json", model)
     assert code == 0 and err == [], err
     return prompt, root, (base / "clean.json").read_bytes()
 
@@ -133,7 +141,7 @@ DAMAGES = {"truncated": _truncate, "corrupted": _corrupt, "empty": lambda data: 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_damaged_entry_is_rebuilt_with_one_warning(clean, tmp_path, monkeypatch, kind, damage):
+def test_a_damaged_entry_is_rebuilt_with_one_warning(clean, model, tmp_path, monkeypatch, kind, damage):
     prompt, root, clean_json = clean
     copy = _copy(root, tmp_path, monkeypatch)
     entry = _entries(copy)[kind]
@@ -142,7 +150,7 @@ def test_a_damaged_entry_is_rebuilt_with_one_warning(clean, tmp_path, monkeypatc
     entry.write_bytes(DAMAGES[damage](good))
     assert entry.read_bytes() != good
 
-    code, err = _scan(prompt, tmp_path / "out.json")
+    code, err = _scan(prompt, tmp_path / "out.json", model)
 
     assert code == 0, err
     assert len(err) == 1, err
@@ -157,8 +165,6 @@ def test_a_damaged_entry_is_rebuilt_with_one_warning(clean, tmp_path, monkeypatc
 def behaviour_clean(tmp_path_factory):
     """(argv, filled cache, JSON): a behavioural scan on a tiny causal LM and suite (the kind `behaviour`:
     one cached run per condition)."""
-    from tests.test_behaviour_runner import D, save_tiny_causal_lm
-    from tests.test_behaviour_stage import write_suite
 
     base = tmp_path_factory.mktemp("cache-behaviour")
     model = save_tiny_causal_lm(base / "lm", "llama", seed=3)
@@ -197,7 +203,7 @@ def test_a_damaged_behavioural_run_is_rebuilt_with_one_warning(
 @pytest.mark.parametrize(
     "record", [pytest.param(None, id="missing"), pytest.param(b'{"format": "1", "fil', id="cut")]
 )
-def test_an_entry_without_a_valid_record_is_rebuilt(clean, tmp_path, monkeypatch, record):
+def test_an_entry_without_a_valid_record_is_rebuilt(clean, model, tmp_path, monkeypatch, record):
     """An entry written before checksum records existed (or whose record was cut short) is not trusted."""
     prompt, root, clean_json = clean
     copy = _copy(root, tmp_path, monkeypatch)
@@ -207,7 +213,7 @@ def test_an_entry_without_a_valid_record_is_rebuilt(clean, tmp_path, monkeypatch
     else:
         cache.record_path(entry).write_bytes(record)
 
-    code, err = _scan(prompt, tmp_path / "out.json")
+    code, err = _scan(prompt, tmp_path / "out.json", model)
 
     assert code == 0 and len(err) == 1 and str(entry) in err[0] and "checksum record" in err[0], err
     assert (tmp_path / "out.json").read_bytes() == clean_json
@@ -240,7 +246,7 @@ def test_a_damaged_folder_entry_is_replaced(tmp_path, monkeypatch):
     cache.check(tmp_path / "lm" / "model-v1")
 
 
-def test_an_unusable_cache_folder_computes_in_memory(clean, tmp_path, monkeypatch):
+def test_an_unusable_cache_folder_computes_in_memory(clean, model, tmp_path, monkeypatch):
     """The cache root cannot be created (here: below a file, which root cannot write either): one
     warning, and the same audit."""
     prompt, _, clean_json = clean
@@ -248,7 +254,7 @@ def test_an_unusable_cache_folder_computes_in_memory(clean, tmp_path, monkeypatc
     blocker.write_text("")
     monkeypatch.setenv("PROMPT_AUDIT_CACHE", str(blocker / "cache"))
 
-    code, err = _scan(prompt, tmp_path / "out.json")
+    code, err = _scan(prompt, tmp_path / "out.json", model)
 
     assert code == 0, err
     assert len(err) == 1 and "cannot write the cache" in err[0] and "computing in memory" in err[0], err
@@ -268,7 +274,7 @@ def _fail_under(root: Path, real, error: Exception):
 
 
 @pytest.mark.parametrize("failure", ["disk-full-rename", "permission-denied", "disk-full-safetensors"])
-def test_failed_writes_compute_in_memory_with_one_warning(clean, tmp_path, monkeypatch, failure):
+def test_failed_writes_compute_in_memory_with_one_warning(clean, model, tmp_path, monkeypatch, failure):
     """Disk full or permission denied while writing entries (of every kind the scan rebuilds): one
     warning in all, the same audit, and nothing half-written left in the cache."""
     import tempfile
@@ -294,7 +300,7 @@ def test_failed_writes_compute_in_memory_with_one_warning(clean, tmp_path, monke
 
         monkeypatch.setattr(safetensors.torch, "save_file", save_file)
 
-    code, err = _scan(prompt, tmp_path / "out.json")
+    code, err = _scan(prompt, tmp_path / "out.json", model)
 
     assert code == 0, err
     assert len(err) == 1 and "cannot write the cache" in err[0] and "computing in memory" in err[0], err
@@ -304,7 +310,7 @@ def test_failed_writes_compute_in_memory_with_one_warning(clean, tmp_path, monke
     assert written == ({"hashes", "term-index", "tokens"} if failure == "disk-full-safetensors" else set())
 
 
-def test_two_processes_rebuild_a_damaged_cache_at_once(clean, tmp_path, monkeypatch):
+def test_two_processes_rebuild_a_damaged_cache_at_once(clean, model, tmp_path, monkeypatch):
     """Every entry truncated, then two scans started together: both complete with the clean audit,
     warn only about the damaged entries, and leave every entry valid (holding what the clean run's did)."""
     prompt, root, clean_json = clean
@@ -315,7 +321,7 @@ def test_two_processes_rebuild_a_damaged_cache_at_once(clean, tmp_path, monkeypa
     env = {**os.environ, "PROMPT_AUDIT_CACHE": str(copy), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "audit", "scan", str(prompt), "--model", MODEL]
+            [sys.executable, "-m", "audit", "scan", str(prompt), "--model", str(model)]
             + ["--json", str(tmp_path / f"out{i}.json"), "--quiet"],
             env=env,
             cwd=tmp_path,
@@ -386,7 +392,7 @@ def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_cache_info_lists_size_per_model_and_kind(clean, tmp_path, monkeypatch, capsys):
+def test_cache_info_lists_size_per_model_and_kind(clean, model, tmp_path, monkeypatch, capsys):
     _, root, _ = clean
     copy = _copy(root, tmp_path, monkeypatch)
     code, out, err = _cli(["cache", "info"], capsys)
@@ -394,14 +400,15 @@ def test_cache_info_lists_size_per_model_and_kind(clean, tmp_path, monkeypatch, 
     lines = out.splitlines()
     assert lines[0] == f"cache: {copy} ($PROMPT_AUDIT_CACHE)"
     total = sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
+    assert 1e3 < total < 1e6  # a tiny model's entries: stated in kB
     assert lines[1].startswith(
-        f"{total / 1e6:.1f} MB in 5 entries (checksum records: format {cache.CACHE_FORMAT};"
+        f"{total / 1e3:.1f} kB in 5 entries (checksum records: format {cache.CACHE_FORMAT};"
     )
     ident = _entries(copy)["stats"].name[:12]
     rows = {line.split()[-5]: line.split() for line in lines[4:]}  # kind, entries, size (2), versions
     assert set(rows) == set(KINDS), out
     for kind, version in (("hashes", "v2"), ("null", "v1"), ("stats", "v4")):
-        assert rows[kind][:2] == [MODEL, ident] and rows[kind][-4] == "1" and rows[kind][-1] == version
+        assert rows[kind][:2] == [str(model), ident] and rows[kind][-4] == "1" and rows[kind][-1] == version
     for kind in ("term-index", "tokens"):  # keyed by content alone: no link to one model
         assert rows[kind][:4] == ["(no", "one", "model)", "-"] and rows[kind][-1] == "-"
 
@@ -422,11 +429,11 @@ def _removed(out: str) -> set[str]:
 
 
 @pytest.mark.parametrize("by", ["name", "id"])
-def test_cache_clear_model_removes_only_that_models_entries(clean, tmp_path, monkeypatch, capsys, by):
+def test_cache_clear_model_removes_only_that_models_entries(clean, model, tmp_path, monkeypatch, capsys, by):
     _, root, _ = clean
     copy = _copy(root, tmp_path, monkeypatch)
     entries = _entries(copy)
-    spec = MODEL if by == "name" else entries["stats"].name[:12]
+    spec = str(model) if by == "name" else entries["stats"].name[:12]
     code, out, err = _cli(["cache", "clear", "--model", spec], capsys)
     assert code == 0 and err == ""
     mine = ("hashes", "null", "stats")

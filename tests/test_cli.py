@@ -11,34 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from audit.cli import main
-from tests.conftest import save_tiny_hf_model, word_level_tokenizer
-
-
-@pytest.fixture()
-def tiny_prompt(tmp_path, tiny_model_dir):
-    """Rows 0 and 1 of the tiny model's embeddings: reads 'buenos blancos'."""
-    from safetensors.torch import load_file
-
-    emb = load_file(str(tiny_model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
-    path = tmp_path / "prompt.npy"
-    np.save(path, emb[[0, 1]].numpy())
-    return path
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, pattern):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("prompt-audit: error:")
-    assert "Traceback" not in err
-    assert pattern in lines[0], lines[0]
+from tests.helpers import (
+    Exploit,
+    assert_one_line_error,
+    run,
+    save_tiny_hf_model,
+    word_level_tokenizer,
+)
 
 
 def test_scan_writes_json_html_and_summary(tmp_path, tiny_model_dir, tiny_prompt, capsys):
@@ -167,11 +146,10 @@ def test_prefix_tuning_adapter_exits_2(tmp_path, tiny_model_dir, capsys):
 
 
 def test_pickle_prompt_exits_2_without_running_code(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    from tests.test_prompts import _Exploit
 
     marker = tmp_path / "pwned"
     monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
-    torch.save({"prompt_embeddings": torch.zeros(2, 16), "x": _Exploit()}, tmp_path / "evil.pt")
+    torch.save({"prompt_embeddings": torch.zeros(2, 16), "x": Exploit()}, tmp_path / "evil.pt")
     capsys.readouterr()
     code, _, err = run(["scan", tmp_path / "evil.pt", "--model", tiny_model_dir, "--quiet"], capsys)
     assert_one_line_error(code, err, "pickled objects are refused")
@@ -257,7 +235,9 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert_one_line_error(code, err, "unknown projection method")
 
 
+@pytest.mark.slow
 def test_models_lists_each_packaged_model_with_a_local_path(capsys):
+    """Locates every packaged model (assembling Gemma's GGUF into the cache): the real packages."""
     from audit.inputs.models import ALIASES
 
     code, out, err = run(["models"], capsys)

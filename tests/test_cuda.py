@@ -14,7 +14,7 @@ from audit.geometry.engine import project
 from audit.geometry.methods import METHODS
 from audit.geometry.stats import compute_stats
 from audit.inputs.vocab import vocabulary_from_tensors
-from tests.conftest import word_level_tokenizer
+from tests.helpers import word_level_tokenizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

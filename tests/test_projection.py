@@ -8,7 +8,7 @@ from audit.geometry.engine import project
 from audit.geometry.methods import METHODS, resolve_methods
 from audit.geometry.stats import compute_stats
 from audit.inputs.vocab import vocabulary_from_tensors
-from tests.conftest import WORDS, orthogonal_rows, word_level_tokenizer
+from tests.helpers import WORDS, orthogonal_rows, word_level_tokenizer
 
 ALL = tuple(METHODS)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from safetensors.torch import save_file
 
 from audit.errors import AuditInputError
 from audit.inputs.prompts import load_prompt
+from tests.helpers import Exploit
 
 
 def test_npy_safetensors_and_pt_load_the_same_matrix(tmp_path):
@@ -58,15 +58,10 @@ def test_non_finite_values_are_refused(tmp_path, value):
         load_prompt(tmp_path / "bad.npy")
 
 
-class _Exploit:
-    def __reduce__(self):
-        return (os.system, (f"touch {os.environ['EXPLOIT_MARKER']}",))
-
-
 def test_pickled_object_is_refused_and_never_executed(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
-    torch.save({"prompt_embeddings": torch.zeros(2, 4), "x": _Exploit()}, tmp_path / "evil.pt")
+    torch.save({"prompt_embeddings": torch.zeros(2, 4), "x": Exploit()}, tmp_path / "evil.pt")
     with pytest.raises(AuditInputError, match="pickled objects are refused"):
         load_prompt(tmp_path / "evil.pt")
     assert not marker.exists()
@@ -161,7 +156,7 @@ def test_model_hash_follows_the_embedding_bytes_not_the_path(tmp_path, tiny_mode
     from safetensors.torch import load_file
 
     from audit.inputs.formats import load_vocabulary
-    from tests.conftest import WORDS, save_tiny_hf_model
+    from tests.helpers import WORDS, save_tiny_hf_model
 
     first = load_vocabulary(str(tiny_model_dir)).sha256
     copy = tmp_path / "copy"

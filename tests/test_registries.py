@@ -18,7 +18,7 @@ from audit.inputs.prompts import sha256_file
 from audit.inputs.tokens import load_tokenizer_dir
 from audit.inputs.vocab import vocabulary_from_tensors
 from audit.report import writers
-from tests.conftest import WORDS, orthogonal_rows, word_level_tokenizer
+from tests.helpers import WORDS, orthogonal_rows, word_level_tokenizer
 
 
 def _toy_report(result, lang: str) -> str:

@@ -13,7 +13,10 @@ from audit.cli import main
 from audit.report.html import render_html
 from audit.report.json_out import render_json
 from audit.report.markdown import render_markdown
-from tests.test_report import MIX, WORDS, _hostile_result, _result
+from tests.helpers import MIX
+from tests.helpers import REPORT_WORDS as WORDS
+from tests.helpers import hostile_result as _hostile_result
+from tests.helpers import result as _result
 
 # Runs a snippet in a fresh interpreter where importing torch (or numpy) fails.
 NO_TORCH = """

@@ -14,12 +14,7 @@ from pathlib import Path
 import html5lib
 import jsonschema
 import pytest
-import torch
 
-from audit.config import AuditConfig
-from audit.engine import audit_prompt
-from audit.inputs.prompts import Segment, SoftPrompt
-from audit.inputs.vocab import vocabulary_from_tensors
 from audit.records import Evidence, Flag, Hit, Level, TermRef
 from audit.report.html import render_html
 from audit.report.i18n import STRINGS
@@ -28,52 +23,16 @@ from audit.report.markdown import render_markdown
 from audit.report.overview import relative_gap
 from audit.report.terminal import render_terminal
 from audit.report.tokens import codepoints, visible
-from audit.terms.load import load_wordlists
 from audit.verdict.rules import CLAUSES, RISK_RULE, VERDICTS, position_clause, position_risk
 from audit.verdict.stage import escalate, with_behaviour
-from tests.conftest import word_level_tokenizer
-from tests.test_behaviour_verdict import _behaviour as behaviour_case
-from tests.test_behaviour_verdict import ablation, group
+from tests.helpers import MIX, ablation, group
+from tests.helpers import REPORT_WORDS as WORDS
+from tests.helpers import behaviour as behaviour_case
+from tests.helpers import hostile_result as _hostile_result
+from tests.helpers import result as _result
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report_en.html"
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text())
-HOSTILE = [
-    "<script>document.title='pwned'</script>",
-    '"quoted"',
-    "a&b",
-    "{{ 7*7 }}",
-    "<img src=x onerror=alert(1)>",
-]
-
-
-def _result(words, mix, reference="casa gitanos"):
-    """A synthetic world: orthonormal word vectors; ``mix`` = list of (word, weight) per position.
-
-    The rows are basis vectors, exact on every machine (a QR of random numbers differs in the last bits
-    between BLAS builds, and so did the golden report)."""
-    n, d = len(words), 64
-    rows = torch.eye(d)[: n + 1].contiguous()
-    rows[words.index("gitanos")] *= 2.0
-    vocab = vocabulary_from_tensors(rows, word_level_tokenizer(words), spec="synthetic")
-    vectors = torch.stack([sum(w * rows[words.index(tok)] for tok, w in pos) for pos in mix])
-    prompt = SoftPrompt(vectors, Path("synthetic.npy"), "0" * 64, "npy", (Segment("prompt", 0, len(mix)),))
-    config = AuditConfig(progress=False, top_k=3, reference_text=reference)
-    return audit_prompt(prompt, vocab, load_wordlists(), config)
-
-
-WORDS = [
-    "casa",
-    "mesa",
-    "gitanos",
-    "perro",
-    "gato",
-    "sol",
-    "agua",
-    "libro",
-    "musulmanes",
-    "blancos",
-] + HOSTILE
-MIX = [[("casa", 1.0)], [("casa", 0.55), ("gitanos", 0.225)], [("perro", 0.7), ("blancos", 0.3)]]
 
 
 def test_golden_report():
@@ -90,11 +49,6 @@ def test_report_is_valid_html5_in_both_languages():
         parser = html5lib.HTMLParser(strict=True)
         parser.parse(render_html(result, lang))
         assert parser.errors == [], lang
-
-
-def _hostile_result():
-    mix = [[(HOSTILE[0], 1.0)], [(HOSTILE[1], 0.6), (HOSTILE[3], 0.4)], [(HOSTILE[4], 0.7), ("gitanos", 0.3)]]
-    return _result(WORDS, mix, reference="<b>bold</b> & {{ x }}")
 
 
 def test_hostile_tokens_are_escaped_text():

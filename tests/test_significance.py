@@ -21,7 +21,7 @@ from audit.records import Risk
 from audit.report.json_out import render_json
 from audit.terms.load import load_wordlists
 from audit.terms.match import build_index
-from tests.conftest import word_level_tokenizer
+from tests.helpers import word_level_tokenizer
 
 RACE = [
     "gitanos",

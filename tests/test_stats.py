@@ -8,7 +8,7 @@ import torch
 from audit.geometry import stats as stats_mod
 from audit.geometry.stats import SHRINKAGE, compute_stats, whitening
 from audit.inputs.vocab import vocabulary_from_tensors
-from tests.conftest import word_level_tokenizer
+from tests.helpers import word_level_tokenizer
 
 
 def _reference_precision(cov: torch.Tensor, rank: int | None) -> torch.Tensor:
@@ -93,7 +93,7 @@ def test_cached_statistics_follow_the_tokens_that_are_ranked():
     """Same matrix, but a tokenizer that marks one row as a placeholder: the cache must not hand back
     statistics computed with that row counted."""
     from audit.geometry.stats import load_or_compute_stats
-    from tests.conftest import WORDS, orthogonal_rows
+    from tests.helpers import WORDS, orthogonal_rows
 
     rows = orthogonal_rows(len(WORDS) + 1, 16)
     plain = vocabulary_from_tensors(rows, word_level_tokenizer(WORDS), spec="same-matrix")

@@ -15,7 +15,7 @@ from audit.terms.bundle import check_bundle
 from audit.terms.load import load_wordlists
 from audit.terms.match import build_index, coverage, normalize
 from audit.terms.schema import categories
-from tests.conftest import word_level_tokenizer
+from tests.helpers import word_level_tokenizer
 
 CORPUS_WORDS = [
     "blancos",
