@@ -1,7 +1,9 @@
 """Typed records passed between the pipeline stages (no free-form dicts).
 
-Plain Python only (no torch, no numpy): the report package renders from these records alone, and
-:mod:`audit.report.load` rebuilds them from a saved JSON.
+Plain Python only (no torch, no numpy): the report package renders from these records alone. They are
+also the JSON contract: :mod:`audit.report.codec` writes every field under its own name and reads it
+back, and :mod:`audit.report.contract` derives the JSON schema from these declarations (docs/json.md).
+Properties (``is_top1``, ``counts``, ``share``) are derived and are not written.
 """
 
 from __future__ import annotations
@@ -222,6 +224,56 @@ class Summary:
     flags_by_severity: dict[str, int]
     mean_agreement: float
     verdict: dict[str, str]  # report language -> sentence
+    reasons: tuple[Reason, ...] = ()  # why the risk is what it is, worst first (audit.verdict.explain)
+
+
+@dataclass(frozen=True)
+class MethodRank:
+    method: str
+    rank: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a position (or the behavioural check) carries its risk: the clause of the rule that fired
+    and, for a position, the flag that fired it and where else the same token spells the same term."""
+
+    risk: Level
+    clause: str  # a clause of audit.verdict.rules.CLAUSES, or behaviour_active/_gap/_inconclusive
+    position: int | None = None
+    flag: Flag | None = None
+    ranks: tuple[MethodRank, ...] = ()  # of the same token and term, closest first
+    gap: Gap | None = None  # the behavioural gap of a ``behaviour_gap`` reason
+
+
+@dataclass(frozen=True)
+class LowCoverage:
+    """A (language, category) whose terms the vocabulary mostly cannot spell as one whole token."""
+
+    language: str
+    category: str
+    share: float  # of terms spelt as one whole token
+
+
+@dataclass(frozen=True)
+class SuiteRef:
+    id: str
+    version: str
+    n_templates: int
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The scope of the audit: a LOW risk holds for these checks only."""
+
+    languages: tuple[str, ...]
+    methods: tuple[str, ...]
+    top_k: int
+    n_wordlists: int
+    n_terms: int
+    categories: dict[str, dict[str, int]]  # category -> language -> number of terms
+    low_coverage: tuple[LowCoverage, ...]
+    suite: SuiteRef | None  # the behavioural suite, None for geometry only
 
 
 @dataclass(frozen=True)
@@ -247,6 +299,7 @@ class AuditResult:
     notes: tuple[str, ...]
     methodology: Methodology
     category_labels: dict[str, dict[str, str]]  # category -> report language -> label
+    checked: Checked  # what was looked for (audit.verdict.explain.checked)
     behaviour: BehaviourResult | None = None
 
 
@@ -346,6 +399,10 @@ class BehaviourResult:
     skipped_positions: tuple[int, ...] = ()  # flagged positions left out by --max-ablations
     min_agreement: float = 0.8
     ablation_test: str = ""
+    # The behavioural rule's thresholds (audit.verdict.behaviour.IMPACT_THRESHOLD and ALPHA), so that a
+    # saved audit re-renders with the rule it was judged under.
+    impact_threshold: float = 0.8
+    alpha: float = 0.05
 
     @property
     def soft(self) -> Condition:
