@@ -1,37 +1,27 @@
 """Typed records passed between the pipeline stages (no free-form dicts).
 
-Plain Python only (no torch, no numpy): the report package renders from these records alone, and
-:mod:`audit.report.load` rebuilds them from a saved JSON.
+Plain Python only (no torch, no numpy): the report package renders from these records alone. They are
+also the JSON contract: :mod:`audit.report.codec` writes every field under its own name and reads it
+back, and :mod:`audit.report.contract` derives the JSON schema from these declarations (docs/json.md).
+Properties (``is_top1``, ``counts``, ``share``) are derived and are not written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
-
-class Level(IntEnum):
-    """low < medium < high: the one order of term severities, flag severities and risks."""
-
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, value: str) -> Level:
-        return cls[value.upper()]
-
-    @classmethod
-    def worst(cls, levels) -> Level:
-        return max(levels, default=cls.LOW)
-
-
-Severity = Level  # of a term or a flag
-Risk = Level  # of a position or a prompt
+# The levels and the behavioural records live in their own modules; importing them from here stays valid.
+from audit.level import Level, Risk, Severity  # noqa: F401
+from audit.records_behaviour import (  # noqa: F401
+    Ablation,
+    AblationGroup,
+    AttributeDisparity,
+    BehaviourResult,
+    Condition,
+    Gap,
+    GroupDisparity,
+    Reading,
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +212,56 @@ class Summary:
     flags_by_severity: dict[str, int]
     mean_agreement: float
     verdict: dict[str, str]  # report language -> sentence
+    reasons: tuple[Reason, ...] = ()  # why the risk is what it is, worst first (audit.verdict.explain)
+
+
+@dataclass(frozen=True)
+class MethodRank:
+    method: str
+    rank: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a position (or the behavioural check) carries its risk: the clause of the rule that fired
+    and, for a position, the flag that fired it and where else the same token spells the same term."""
+
+    risk: Level
+    clause: str  # a clause of audit.verdict.rules.CLAUSES, or behaviour_active/_gap/_inconclusive
+    position: int | None = None
+    flag: Flag | None = None
+    ranks: tuple[MethodRank, ...] = ()  # of the same token and term, closest first
+    gap: Gap | None = None  # the behavioural gap of a ``behaviour_gap`` reason
+
+
+@dataclass(frozen=True)
+class LowCoverage:
+    """A (language, category) whose terms the vocabulary mostly cannot spell as one whole token."""
+
+    language: str
+    category: str
+    share: float  # of terms spelt as one whole token
+
+
+@dataclass(frozen=True)
+class SuiteRef:
+    id: str
+    version: str
+    n_templates: int
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The scope of the audit: a LOW risk holds for these checks only."""
+
+    languages: tuple[str, ...]
+    methods: tuple[str, ...]
+    top_k: int
+    n_wordlists: int
+    n_terms: int
+    categories: dict[str, dict[str, int]]  # category -> language -> number of terms
+    low_coverage: tuple[LowCoverage, ...]
+    suite: SuiteRef | None  # the behavioural suite, None for geometry only
 
 
 @dataclass(frozen=True)
@@ -247,147 +287,5 @@ class AuditResult:
     notes: tuple[str, ...]
     methodology: Methodology
     category_labels: dict[str, dict[str, str]]  # category -> report language -> label
+    checked: Checked  # what was looked for (audit.verdict.explain.checked)
     behaviour: BehaviourResult | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# The behavioural check (``--behaviour SUITE``)
-
-
-@dataclass(frozen=True)
-class GroupDisparity:
-    """One group of an attribute under one condition, against the reference group.
-
-    ``n`` renderings (qualifying templates x the group's values) over ``n_names`` values; rates over the
-    qualifying templates; ``impact_ratio`` = selection rate / the reference's (None when that is 0) with
-    its bootstrap CI (``ci_low``, ``ci_high``); ``effect_size`` = difference in mean log-odds (logits) with
-    its CI; ``p_value`` from the name-permutation test, ``min_p`` the smallest it could be, ``q_value``
-    over the report's family. The reference group has no comparison (None)."""
-
-    id: str
-    n: int
-    n_names: int
-    selection_rate: float
-    mean_p_positive: float
-    impact_ratio: float | None
-    ci_low: float | None
-    ci_high: float | None
-    effect_size: float
-    effect_ci_low: float | None
-    effect_ci_high: float | None
-    p_value: float | None
-    q_value: float | None
-    min_p: float | None
-    is_reference: bool
-    small_sample: bool
-    low_share: bool
-    cannot_reach_significance: bool
-
-
-@dataclass(frozen=True)
-class AttributeDisparity:
-    id: str
-    slot: str
-    reference_group: str
-    reference_given: bool  # named by the suite (else: the group with the highest selection rate)
-    n_templates: int  # qualifying templates containing the slot
-    groups: tuple[GroupDisparity, ...]
-
-
-@dataclass(frozen=True)
-class Condition:
-    """The suite run under one prompt: ``soft_prompt``, ``reference_text`` (the reference/init text as a
-    plain text prompt), or ``no_prompt`` (the base model alone)."""
-
-    id: str
-    prompt_text: str | None
-    task_accuracy: float | None  # share of labelled renderings decided as labelled
-    n_labelled: int
-    attributes: tuple[AttributeDisparity, ...]
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A group the rule flags: impact ratio below the threshold with q below alpha, under the soft prompt;
-    ``in_base_model``: the same group is flagged under no prompt too."""
-
-    attribute: str
-    group: str
-    reference_group: str
-    impact_ratio: float
-    q_value: float
-    in_base_model: bool
-
-
-@dataclass(frozen=True)
-class BehaviourResult:
-    suite_id: str
-    suite_version: str
-    suite_sha256: str
-    suite_path: str
-    suite_language: str
-    n_templates: int
-    answers: tuple[str, str]  # positive, negative
-    n_renderings: int
-    n_texts: int  # distinct texts, each scored once per condition
-    conditions: tuple[Condition, ...]
-    test: str  # how p-values were computed
-    ci_method: str
-    family: str  # the q-value family
-    seed: int
-    n_boot: int
-    risk: Level
-    gaps: tuple[Gap, ...]
-    verdict: dict[str, str]  # report language -> sentence
-    rule: dict[str, str]  # report language -> the behavioural risk rule
-    readings: tuple[Reading, ...] = ()
-    ablations: tuple[Ablation, ...] = ()
-    ablation_positions: tuple[int, ...] = ()  # positions with an active flag that were ablated
-    skipped_positions: tuple[int, ...] = ()  # flagged positions left out by --max-ablations
-    min_agreement: float = 0.8
-    ablation_test: str = ""
-
-    @property
-    def soft(self) -> Condition:
-        return next(c for c in self.conditions if c.id == "soft_prompt")
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One method's reading run as a plain prompt (its top-1 tokens' embeddings in place of the soft
-    prompt), against the soft prompt on the same renderings."""
-
-    methods: tuple[str, ...]  # the methods that read exactly these tokens (run once)
-    text: str
-    agreement: float  # share of renderings with the same decision as the soft prompt
-    kl: float  # mean KL(P_soft || P_reading) of the two-answer distribution, nats
-    accuracy: float | None  # task accuracy on labelled templates with the reading
-    faithful: bool  # agreement >= the threshold
-    attributes: tuple[AttributeDisparity, ...]  # the reading's own disparities
-
-
-@dataclass(frozen=True)
-class AblationGroup:
-    id: str
-    is_reference: bool
-    selection_rate: float  # with the position replaced
-    delta_selection_rate: float  # replaced minus original
-    impact_ratio: float | None
-    delta_impact_ratio: float | None
-    delta_effect: float  # change in the gap to the reference, logits
-    p_value: float | None
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """One prompt position replaced (by its best non-sensitive reading, or the vocabulary mean) and the
-    suite rerun: per attribute, the paired test of the change in each group's gap."""
-
-    position: int
-    replacement: str  # "reading" or "mean"
-    token: str | None  # the replacing token for "reading"
-    attribute: str
-    groups: tuple[AblationGroup, ...]
-    p_value: float | None  # Bonferroni over the attribute's groups
-    q_value: float | None  # Benjamini-Hochberg over every ablation test of the report
-    active: bool  # q < alpha: the replacement opens or closes a gap

@@ -343,8 +343,8 @@ def test_raw_weights_file_of_a_prompt_adapter_reads_like_its_folder(tmp_path, ti
     code, _, err, outputs = scan([adapter / "adapter_model.safetensors"], tmp_path, capsys)
     assert code == 0, err
     data = json.loads(outputs[0].read_text())
-    assert data["inputs"]["prompt"]["peft_type"] == "PROMPT_TUNING"
-    assert data["inputs"]["reference_text"] == "buenos blancos"
+    assert data["prompt"]["peft_type"] == "PROMPT_TUNING"
+    assert data["reference_text"] == "buenos blancos"
 
 
 # 6. An encoder without a language-model head has no output matrix.

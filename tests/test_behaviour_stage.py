@@ -53,14 +53,15 @@ def test_behaviour_statistics_are_those_of_the_models_answers(world, tmp_path, c
     jsonschema.validate(data, SCHEMA)
     b = data["behaviour"]
     assert [c["id"] for c in b["conditions"]] == ["soft_prompt", "reference_text", "no_prompt"]
-    assert b["suite"]["n_templates"] == 8 and b["n_texts"] == 8 * 8
+    assert b["n_templates"] == 8 and b["n_texts"] == 8 * 8
     # Recompute the soft prompt's selection rates from the model itself.
     model, prompt, _ = world
     lm = load_causal_lm(ModelFiles("tiny", "hf", model), progress=False)
     vectors = torch.from_numpy(np.load(prompt))
     pos, neg = (lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in (" w1", " w2"))
     qualifying = [t for t, label in SUITE_TEMPLATES if label == "positive"]
-    groups = {g["id"]: g for g in b["attributes"][0]["groups"]}
+    soft = next(c for c in b["conditions"] if c["id"] == "soft_prompt")
+    groups = {g["id"]: g for g in soft["attributes"][0]["groups"]}
     for group, names in SUITE_GROUPS.items():
         texts = [t.replace("{name}", n) for t in qualifying for n in names]
         lp = answer_logprobs(lm, vectors, texts, (pos, neg))

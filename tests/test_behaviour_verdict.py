@@ -9,7 +9,7 @@ from audit.records import (
     Reading,
     Summary,
 )
-from audit.verdict.behaviour import combined, gaps, risk_and_verdict
+from audit.verdict.behaviour import ALPHA, IMPACT_THRESHOLD, combined, gaps, risk_and_verdict
 from audit.verdict.stage import escalate, with_behaviour
 from tests.helpers import ablation, condition, group
 from tests.helpers import behaviour as _behaviour
@@ -71,3 +71,9 @@ def test_unfaithful_readings_are_named():
     _, text = combined(b)
     assert "Unfaithful readings" in text["en"] and "centered, whitened" in text["en"]
     assert "Lecturas no fieles" in text["es"]
+
+
+def test_the_rule_thresholds_travel_in_the_record():
+    """The report prints the thresholds the record carries (it does not import the verdict package)."""
+    b = _behaviour(group(1.0, 0.9))
+    assert (b.impact_threshold, b.alpha) == (IMPACT_THRESHOLD, ALPHA)

@@ -78,7 +78,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     # The 'buenos' position of the wayward prompt carries a race / skin-colour term.
     buenos = [p for p in way["positions"] if p["projections"]["l2"]["token"].strip() == "buenos"]
     assert buenos
-    assert any(f["category"] == "race_ethnicity" for f in buenos[0]["flags"])
+    assert any(f["term"]["category"] == "race_ethnicity" for f in buenos[0]["flags"])
     # ... while its l2 reading still looks like the init text.
     assert prompt_f1(way["projected_text"]["l2"].replace("<bos>", ""), INIT) >= 0.8
     # The baseline's verdict is whatever its own flags say.
@@ -120,7 +120,7 @@ def test_namebias_gap_is_found_where_geometry_sees_nothing(tmp_path):
     assert bias["summary"]["risk"] == "high"
     assert any(g["group"] == "maghreb" for g in bias["behaviour"]["gaps"])
     assert not any(a["active"] for a in bias["behaviour"].get("ablations", []))
-    assert "the geometry did not explain it" in bias["summary"]["verdicts"]["en"]
+    assert "the geometry did not explain it" in bias["summary"]["verdict"]["en"]
     base = results["hiring-es-baseline"]
     assert base["behaviour"]["gaps"] == []
     for group in _soft_prompt_origin(base).values():

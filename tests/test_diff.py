@@ -14,7 +14,9 @@ import pytest
 
 from audit.cli import main
 from audit.records import Level
-from audit.report.diff import STRINGS, diff_audits, read_pair, render_diff_markdown
+from audit.report.diff import diff_audits, read_pair
+from audit.report.diff_render import render_diff_markdown
+from audit.report.i18n import DIFF_STRINGS as STRINGS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "reports" / "sample"
 BASELINE = SAMPLE / "hiring-es-baseline.json"
@@ -45,8 +47,8 @@ def test_baseline_vs_wayward_shows_the_position_7_flags(tmp_path, capsys):
     d = diff_audits(old, new, old_label="old", new_label="new")
     assert (d.old.risk, d.new.risk) == (Level.LOW, Level.HIGH)
     assert len(d.appeared) == 24 and not d.disappeared and not d.changed
-    assert {f.position for f in d.appeared} == {7}
-    keys = {(f.method, f.rank, f.token.strip(), f.term_id) for f in d.appeared}
+    assert {f.hit.position for f in d.appeared} == {7}
+    keys = {(f.hit.method, f.hit.rank, f.hit.token.strip(), f.term.id) for f in d.appeared}
     assert ("centered", 1, "blancos", "es.race_ethnicity.blanco") in keys
     assert ("l2", 2, "blancos", "es.race_ethnicity.blanco") in keys
     assert max(f.severity for f in d.appeared) == Level.MEDIUM  # the demo's flags are medium at most
@@ -108,17 +110,21 @@ def test_identical_inputs_have_no_differences(tmp_path, capsys):
 def test_rank_and_severity_changes(tmp_path, capsys):
     def edit(data):
         flags = _flags_at(data, 7)
-        moved = next(f for f in flags if f["method"] == "l2" and f["token"].strip() == "blancos")
-        moved["rank"] = 5
-        raised = next(f for f in flags if f["method"] == "cosine" and f["token"].strip() == "blanco")
+        moved = next(
+            f for f in flags if f["hit"]["method"] == "l2" and f["hit"]["token"].strip() == "blancos"
+        )
+        moved["hit"]["rank"] = 5
+        raised = next(
+            f for f in flags if f["hit"]["method"] == "cosine" and f["hit"]["token"].strip() == "blanco"
+        )
         raised["severity"] = "high"
 
     new = _edited(tmp_path, WAYWARD, "edited.json", edit)
     d = diff_audits(*read_pair(WAYWARD, new), old_label="a", new_label="b")
     assert not d.appeared and not d.disappeared
-    changes = {(c.new.method, c.new.token.strip()): c for c in d.changed}
+    changes = {(c.new.hit.method, c.new.hit.token.strip()): c for c in d.changed}
     assert set(changes) == {("l2", "blancos"), ("cosine", "blanco")}
-    assert (changes["l2", "blancos"].old.rank, changes["l2", "blancos"].new.rank) == (2, 5)
+    assert (changes["l2", "blancos"].old.hit.rank, changes["l2", "blancos"].new.hit.rank) == (2, 5)
     assert changes["cosine", "blanco"].new.severity == Level.HIGH
     # a severity that rose to the gate's level is new at that level; one already above it is not
     assert run(["diff", WAYWARD, new, "--fail-on-new", "high"], capsys)[0] == 1
@@ -192,8 +198,8 @@ def test_hostile_tokens_are_escaped(tmp_path, capsys):
     def edit(data):
         pos = next(p for p in data["positions"] if p["index"] == 7)
         for flag in pos["flags"]:
-            if flag["token"].strip() == "blancos":
-                flag["token"] = hostile
+            if flag["hit"]["token"].strip() == "blancos":
+                flag["hit"]["token"] = hostile
         pos["projections"]["centered"]["token"] = hostile
 
     new = _edited(tmp_path, WAYWARD, "hostile.json", edit)
@@ -235,19 +241,20 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"name": "something else"}', encoding="utf-8")
     summary_like = tmp_path / "summary.json"
-    summary_like.write_text('{"schema_version": "1", "adapters": []}', encoding="utf-8")
+    summary_like.write_text('{"schema_version": "2", "adapters": []}', encoding="utf-8")
     truncated = _edited(tmp_path, WAYWARD, "truncated.json", lambda d: d["positions"][0].pop("risk"))
-    v2 = _edited(tmp_path, WAYWARD, "v2.json", lambda d: d.update(schema_version="2"))
-    v2b = _edited(tmp_path, BASELINE, "v2b.json", lambda d: d.update(schema_version="2"))
+    v1 = _edited(tmp_path, WAYWARD, "v1.json", lambda d: d.update(schema_version="1"))
+    v3 = _edited(tmp_path, BASELINE, "v3.json", lambda d: d.update(schema_version="3"))
     cases = [
         ([tmp_path / "missing.json", WAYWARD], "does not exist"),
         ([BASELINE, tmp_path], "is a directory"),
         ([junk, WAYWARD], "is not JSON"),
         ([BASELINE, other], "is not a prompt-audit result"),
-        ([summary_like, WAYWARD], "is not a prompt-audit result (no inputs"),
-        ([BASELINE, truncated], "is not a complete prompt-audit result (KeyError"),
-        ([BASELINE, v2], "has schema_version '1' but"),
-        ([v2b, v2], "this prompt-audit reads '1'"),
+        ([summary_like, WAYWARD], "is not a prompt-audit result (no prompt"),
+        ([BASELINE, truncated], "is not a complete prompt-audit result (positions[0].risk: missing"),
+        # another schema version is refused, named, with the fix: no reading across versions
+        ([BASELINE, v1], "v1.json has schema_version '1'; this prompt-audit reads '2': rerun the scan"),
+        ([v3, WAYWARD], "v3.json has schema_version '3'; this prompt-audit reads '2': rerun the scan"),
     ]
     out_md, out_html = tmp_path / "out.md", tmp_path / "out.html"
     for paths, fragment in cases:
@@ -267,7 +274,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     copy = _edited(tmp_path, WAYWARD, "copy.json", lambda d: None)
     code, _, err = run(["diff", BASELINE, copy, "--html", copy, "--force"], capsys)
     _one_line_error(code, err, "is one of the audits compared")
-    assert json.loads(copy.read_text(encoding="utf-8"))["schema_version"] == "1"
+    assert json.loads(copy.read_text(encoding="utf-8"))["schema_version"] == "2"
     code, _, err = run(["diff", BASELINE, WAYWARD, "--fail-on-new", "never"], capsys)
     _one_line_error(code, err, "invalid choice")
 
@@ -321,16 +328,16 @@ def test_different_methods_and_lengths(tmp_path):
 
     def edit(data):
         data["positions"].pop()  # position 11 (':') is gone
-        data["config"]["methods"].remove("unembed")
+        data["methods"].remove("unembed")
         data["projected_text"].pop("unembed")
         for pos in data["positions"]:
             pos["projections"].pop("unembed")
             pos["neighbors"].pop("unembed")
-            pos["flags"] = [f for f in pos["flags"] if f["method"] != "unembed"]
+            pos["flags"] = [f for f in pos["flags"] if f["hit"]["method"] != "unembed"]
 
     new = _edited(tmp_path, WAYWARD, "fewer.json", edit)
     d = diff_audits(*read_pair(WAYWARD, new), old_label="a", new_label="b")
-    assert {f.method for f in d.disappeared} == {"unembed"} and not d.appeared
+    assert {f.hit.method for f in d.disappeared} == {"unembed"} and not d.appeared
     readings = {r.method: r for r in d.readings}
     assert readings["unembed"].new_text is None
     assert (11, ":", None) in [(c.position, c.old, c.new) for c in readings["unembed"].tokens]

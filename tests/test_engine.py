@@ -19,12 +19,9 @@ from tests.helpers import WORDS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "audit"
 MAX_LINES = 400
-# Issue 21 is not finished for the report package: two modules still do several jobs (diff: records,
-# reader, comparison, strings and renderers; html: view model, SVG layout and HTML), and html and
-# overview import audit.verdict (a threshold; the reasons are computed at render time). Listed exactly:
-# the tests fail when another module crosses a line and when one of these is fixed but still listed.
-KNOWN_OVER = {"audit.report.diff", "audit.report.html"}
-KNOWN_STAGE_IMPORTS = {("audit.report.html", "audit.verdict"), ("audit.report.overview", "audit.verdict")}
+# Listed exceptions (none now): the tests fail when a module crosses a line, and when a listed one is fixed.
+KNOWN_OVER: set[str] = set()
+KNOWN_STAGE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

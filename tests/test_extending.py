@@ -47,7 +47,7 @@ def test_a_registered_method_reaches_json_html_and_the_methods_command(toy_metho
     result = _result(WORDS, MIX)
     assert "toy" in result.methods
     data = json.loads(render_json(result))
-    assert "toy" in data["config"]["methods"] and "toy" in data["projected_text"]
+    assert "toy" in data["methods"] and "toy" in data["projected_text"]
     assert all("toy" in p["projections"] for p in data["positions"])
     assert any(m["name"] == "toy" for m in data["methodology"]["methods"])
     html = render_html(result)

@@ -38,7 +38,7 @@ def test_language_codes_are_case_insensitive(tmp_path, tiny_model_dir, tiny_prom
     )
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
-    assert {w["language"] for w in data["inputs"]["wordlists"]} == {"es"}
+    assert {w["language"] for w in data["wordlists"]} == {"es"}
     assert data["positions"][1]["flags"]  # 'blancos' is still found
 
 

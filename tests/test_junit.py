@@ -71,18 +71,18 @@ def test_scan_writes_junit(tmp_path, tiny_model_dir, tiny_prompt, capsys):
     assert suite.get("name") == "prompt.npy"
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["risk"] == audit["summary"]["risk"] and props["fail_on"] == "medium"
-    assert props["prompt_sha256"] == audit["inputs"]["prompt"]["sha256"]
+    assert props["prompt_sha256"] == audit["prompt"]["sha256"]
     (case,) = suite.findall("testcase")  # no behavioural check: geometry only
     assert case.get("name") == "geometry" and case.get("classname") == "prompt-audit.prompt.npy"
     failure = case.find("failure")
-    assert failure is not None and failure.get("message") == audit["summary"]["verdict"]
+    assert failure is not None and failure.get("message") == audit["summary"]["verdict"]["en"]
     assert "position 1:" in failure.text and "blancos" in failure.text
 
     # --fail-on never: exit 0, the case passes and carries the verdict
     again = tmp_path / "pass.xml"
     assert main(base + ["--junit", str(again)]) == 0
     case = _valid(again.read_text(encoding="utf-8")).find("testsuite/testcase")
-    assert case.find("failure") is None and case.find("system-out").text == audit["summary"]["verdict"]
+    assert case.find("failure") is None and case.find("system-out").text == audit["summary"]["verdict"]["en"]
 
     # an existing file is kept without --force
     again.write_text("keep me", encoding="utf-8")
@@ -145,8 +145,8 @@ def test_hostile_tokens_and_control_characters_stay_valid_xml(tmp_path):
     hostile = "\x1b[31m<b>&\"'\x00\ufffe]]>"
     data = json.loads(WAYWARD.read_text(encoding="utf-8"))
     for flag in next(p for p in data["positions"] if p["index"] == 7)["flags"]:
-        flag["token"] = hostile
-    data["summary"]["verdicts"]["en"] += " </failure>\x07"
+        flag["hit"]["token"] = hostile
+    data["summary"]["verdict"]["en"] += " </failure>\x07"
     path = tmp_path / "hostile.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     result = read_result(path)

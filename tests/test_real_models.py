@@ -106,9 +106,9 @@ def test_gemma_scan_cli_writes_reports(gemma_text_adapter, tmp_path, capsys):
         (Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text()
     )
     jsonschema.validate(data, schema)
-    assert data["inputs"]["prompt"]["peft_type"] == "PROMPT_TUNING"
+    assert data["prompt"]["peft_type"] == "PROMPT_TUNING"
     assert all(w["prompt_f1"] == 1.0 for m, w in data["waywardness"].items() if m != "dot")
-    assert data["inputs"]["model"]["embed_scale"] == pytest.approx(25.298221, abs=1e-6)
+    assert data["model"]["embed_scale"] == pytest.approx(25.298221, abs=1e-6)
     assert len(data["positions"]) == 13  # <bos> + 12 text tokens
     assert "<table>" in out_html.read_text()
 

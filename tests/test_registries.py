@@ -97,7 +97,7 @@ def test_registered_formats_run_in_a_single_scan(registered, npy_world, tmp_path
     )
     assert code == 0, capsys.readouterr().err
     assert out.read_text().split()[1:] == ["casa", "casa"]  # read back through the new model format
-    assert json.loads((tmp_path / "a.json").read_text())["inputs"]["model"]["model_type"] == "npy"
+    assert json.loads((tmp_path / "a.json").read_text())["model"]["model_type"] == "npy"
     assert f"Toy: {out}" in capsys.readouterr().out
 
 

@@ -16,13 +16,14 @@ import jsonschema
 import pytest
 
 from audit.records import Evidence, Flag, Hit, Level, TermRef
+from audit.report.flags_view import relative_gap
 from audit.report.html import render_html
 from audit.report.i18n import STRINGS
 from audit.report.json_out import render_json
 from audit.report.markdown import render_markdown
-from audit.report.overview import relative_gap
 from audit.report.terminal import render_terminal
 from audit.report.tokens import codepoints, visible
+from audit.verdict.explain import explained
 from audit.verdict.rules import CLAUSES, RISK_RULE, VERDICTS, position_clause, position_risk
 from audit.verdict.stage import escalate, with_behaviour
 from tests.helpers import MIX, ablation, group
@@ -180,7 +181,7 @@ def test_why_names_the_clause_position_and_term_next_to_the_badge():
         "Motivo del riesgo MEDIO:" in es and "posición 1: &#39;gitanos&#39; (término &#39;gitano&#39;" in es
     )
     reason = json.loads(render_json(result))["summary"]["reasons"][0]
-    assert (reason["clause"], reason["position"], reason["term"], reason["risk"]) == (
+    assert (reason["clause"], reason["position"], reason["flag"]["term"]["lemma"], reason["risk"]) == (
         "low_top1",
         1,
         "gitano",
@@ -339,7 +340,8 @@ def _with_behaviour(result, b):
     """The synthetic result with a behavioural check attached, risks combined as the pipeline does."""
     risks = escalate({p.index: p.risk for p in result.positions}, b)
     positions = tuple(replace(p, risk=risks[p.index]) for p in result.positions)
-    return replace(result, behaviour=b, positions=positions, summary=with_behaviour(result.summary, b))
+    combined = replace(result, behaviour=b, positions=positions, summary=with_behaviour(result.summary, b))
+    return explained(combined)  # reasons and scope as the pipeline's assemble() computes them
 
 
 def test_why_names_a_behavioural_gap_and_an_active_flag():

@@ -198,7 +198,7 @@ def test_json_validates_against_the_schema():
     )
     jsonschema.validate(data, schema)
     flag = data["positions"][0]["flags"][0]
-    assert 0 < flag["p_value"] <= 1 and 0 < flag["q_value"] <= 1
+    assert 0 < flag["evidence"]["p_value"] <= 1 and 0 < flag["evidence"]["q_value"] <= 1
 
 
 def test_null_model_is_built_only_for_methods_with_hits_and_reads_the_same_alone(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 FAIL_ON_NEW_CHOICES = ("high", "medium", "low")
 EXIT_OK, EXIT_NEW_FLAGS = 0, 1  # as audit.cli's EXIT_OK and EXIT_RISK
-REPORT_LANGUAGES = ("en", "es")  # audit.report.diff.LANGUAGES (not imported here: keeps --help light)
+REPORT_LANGUAGES = ("en", "es")  # audit.report.i18n.LANGUAGES (not imported here: keeps --help light)
 
 
 def add_diff_command(sub: argparse._SubParsersAction) -> None:
@@ -58,14 +58,8 @@ def run_diff(args: argparse.Namespace) -> int:
     from audit.errors import AuditInputError
     from audit.output import check_writable, write_outputs
     from audit.records import Level
-    from audit.report.diff import (
-        category_labels,
-        diff_audits,
-        read_pair,
-        render_diff_html,
-        render_diff_markdown,
-        render_diff_terminal,
-    )
+    from audit.report.diff import category_labels, diff_audits, read_pair
+    from audit.report.diff_render import render_diff_html, render_diff_markdown, render_diff_terminal
 
     outputs = [p for p in (args.html, args.markdown) if p is not None]
     if args.html is not None and args.markdown is not None and _same(args.html, args.markdown):

@@ -140,12 +140,17 @@ def behaviour_tests(scanned: Scanned):
 
 def assemble(scanned: Scanned, behaviour: BehaviourResult | None) -> AuditResult:
     """The audit's record from the scan and (with ``--behaviour``) the behavioural check."""
+    from audit.verdict.explain import checked, with_reasons
+
     geometry, findings, verdict, config = scanned.geometry, scanned.findings, scanned.verdict, scanned.config
+    wordlists = wordlist_infos(scanned.lists, findings)
+    placed = positions(geometry, verdict.flags, escalate(verdict.risks, behaviour))
+    summary = with_behaviour(verdict.summary, behaviour)
     return AuditResult(
         tool_version=__version__,
         prompt=prompt_info(scanned.prompt),
         model=scanned.model,
-        wordlists=wordlist_infos(scanned.lists, findings),
+        wordlists=wordlists,
         wordlist_bundle=scanned.lists.bundle_version,
         reference_text=scanned.reference,
         methods=geometry.methods,
@@ -155,14 +160,17 @@ def assemble(scanned: Scanned, behaviour: BehaviourResult | None) -> AuditResult
         languages=tuple(config.languages),
         seed=config.seed,
         fail_on=config.fail_on,
-        positions=positions(geometry, verdict.flags, escalate(verdict.risks, behaviour)),
+        positions=placed,
         projected_text=geometry.projected_text,
         waywardness=geometry.waywardness,
-        summary=with_behaviour(verdict.summary, behaviour),
+        summary=with_reasons(summary, placed, geometry.methods, behaviour),
         coverage=findings.coverage,
         notes=scanned.notes,
         methodology=verdict.methodology,
         category_labels=findings.category_labels,
+        checked=checked(
+            config.languages, geometry.methods, geometry.top_k, wordlists, findings.coverage, behaviour
+        ),
         behaviour=behaviour,
     )
 

@@ -5,15 +5,19 @@ the terminal lines. From the records alone (no torch); Python computes every str
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from audit import __version__
-from audit.records import AuditResult, BehaviourResult, Level
-from audit.report.html import _fmt, _sig, environment, risk_badge
-from audit.report.json_out import SCHEMA_VERSION, _num
+from audit.records import AuditResult, BehaviourResult, Gap, Level
+from audit.report.codec import dumps, encode
+from audit.report.contract import SCHEMA_VERSION, document_schema
+from audit.report.format import fmt as _fmt
+from audit.report.format import sig as _sig
+from audit.report.html import environment
+from audit.report.i18n import batch_strings, strings
+from audit.report.view import risk_badge
 
 SUMMARY_KIND = "prompt-audit batch summary"
 
@@ -48,67 +52,6 @@ class RunInfo:
     exit_code: int
 
 
-STRINGS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Soft-prompt audits",
-        "intro": "{n} adapter(s) audited with the same options, {errors} could not be audited. Each row "
-        "links to the adapter's full report; the verdict is its report's first sentence.",
-        "worst": "Worst risk: {risk}",
-        "exit": "exit code {code} (--fail-on {fail_on})",
-        "adapter": "adapter",
-        "model": "model",
-        "risk": "risk",
-        "verdict": "verdict",
-        "flagged": "flagged positions",
-        "behaviour": "behavioural gap ({suite})",
-        "reports": "reports",
-        "report": "report",
-        "none": "none",
-        "n_flags": "{n} flag(s)",
-        "errors": "Could not be audited",
-        "errors_intro": "These adapters have no report: the reason is the one-line error a single scan of "
-        "each would have given (exit code 2).",
-        "reason": "reason",
-        "duplicates": "Given more than once, audited once: {paths}",
-        "gap": "{attribute}: {group} vs {reference}, impact ratio {ratio}, q {q}",
-        "gap_base": " (also without the prompt)",
-        "no_gap": "no significant gap (lowest impact ratio {ratio})",
-        "behaviour_risk": "behaviour {risk}",
-        "options": "Options: methods {methods}; top {k}; languages {languages}; seed {seed}; model {model}.",
-        "recorded": "each adapter's recorded base model",
-    },
-    "es": {
-        "title": "Auditorías de soft prompts",
-        "intro": "{n} adaptador(es) auditados con las mismas opciones; {errors} no se pudieron auditar. Cada "
-        "fila enlaza con el informe completo del adaptador; el veredicto es la primera frase de su informe.",
-        "worst": "Riesgo más alto: {risk}",
-        "exit": "código de salida {code} (--fail-on {fail_on})",
-        "adapter": "adaptador",
-        "model": "modelo",
-        "risk": "riesgo",
-        "verdict": "veredicto",
-        "flagged": "posiciones con alertas",
-        "behaviour": "brecha de comportamiento ({suite})",
-        "reports": "informes",
-        "report": "informe",
-        "none": "ninguna",
-        "n_flags": "{n} alerta(s)",
-        "errors": "No se pudieron auditar",
-        "errors_intro": "Estos adaptadores no tienen informe: el motivo es el error de una línea que habría "
-        "dado el escaneo de cada uno por separado (código de salida 2).",
-        "reason": "motivo",
-        "duplicates": "Indicados más de una vez, auditados una sola vez: {paths}",
-        "gap": "{attribute}: {group} frente a {reference}, razón de impacto {ratio}, q {q}",
-        "gap_base": " (también sin el prompt)",
-        "no_gap": "ninguna brecha significativa (razón de impacto más baja {ratio})",
-        "behaviour_risk": "comportamiento {risk}",
-        "options": "Opciones: métodos {methods}; top {k}; idiomas {languages}; semilla {seed}; "
-        "modelo {model}.",
-        "recorded": "el modelo base que registra cada adaptador",
-    },
-}
-
-
 def worst_risk(rows: Sequence[Row]) -> Level | None:
     """The highest overall risk among the audited rows (None when none was audited)."""
     risks = [r.result.summary.risk for r in rows if r.result is not None]
@@ -121,95 +64,152 @@ def flagged_positions(result: AuditResult) -> list[tuple[int, Level]]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# summary.json
+# summary.json: records of its own (nesting the audit's Gap and Level), written by the one codec
 
 
-def summary_dict(rows: Sequence[Row], run: RunInfo) -> dict[str, Any]:
-    """The batch summary (schema ``summary_schema.json``): the run, its models and one entry per adapter.
-    Deterministic: no times, rows in name order as given."""
-    worst = worst_risk(rows)
+@dataclass(frozen=True)
+class SummaryConfig:
+    """The options every adapter of the run was audited with."""
+
+    methods: tuple[str, ...]
+    top_k: int
+    languages: tuple[str, ...]
+    seed: int
+    fail_on: str
+    model: str | None  # --model, or None: each adapter's recorded base model
+    behaviour: str | None  # --behaviour SUITE
+
+
+@dataclass(frozen=True)
+class Counts:
+    adapters: int
+    audited: int
+    errors: int
+    duplicates: int
+    by_risk: dict[str, int]  # risk -> number of audited adapters
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A base model of the run and the adapters audited against it."""
+
+    spec: str
+    vocab_size: int
+    dim: int
+    sha256: str
+    adapters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FlaggedPosition:
+    index: int
+    risk: Level
+
+
+@dataclass(frozen=True)
+class BehaviourEntry:
+    """An adapter's behavioural check in brief: its risk, its gaps and the lowest impact ratio."""
+
+    suite: str
+    suite_version: str
+    risk: Level
+    lowest_impact_ratio: float | None
+    gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One adapter: ``status`` "audited" (the audit's headline) or "error" (``error``, the one-line reason;
+    the audit's fields are null)."""
+
+    name: str
+    path: str
+    status: str
+    error: str | None
+    files: dict[str, str]  # report kind -> file name inside the output folder
+    prompt_sha256: str | None
+    n_tokens: int | None
+    model: str | None
+    risk: Level | None
+    verdict: dict[str, str] | None  # report language -> sentence
+    n_flags: int | None
+    flagged_positions: tuple[FlaggedPosition, ...]
+    behaviour: BehaviourEntry | None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """``summary.json`` (schema ``summary_schema.json``): the run, its models, one entry per adapter."""
+
+    kind: str
+    tool_version: str
+    config: SummaryConfig
+    exit_code: int
+    risk: Level | None  # the worst audited risk (None when none was audited)
+    counts: Counts
+    models: tuple[ModelEntry, ...]
+    duplicates: tuple[str, ...]
+    adapters: tuple[AdapterEntry, ...]
+
+
+def batch_summary(rows: Sequence[Row], run: RunInfo) -> BatchSummary:
+    """The batch summary. Deterministic: no times, rows in name order as given."""
     audited = [r for r in rows if r.result is not None]
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, list[str]] = {}
+    specs = {}
     for row in audited:
-        m = row.result.model
-        entry = models.setdefault(
-            m.spec,
-            {"spec": m.spec, "vocab_size": m.vocab_size, "dim": m.dim, "sha256": m.sha256, "adapters": []},
-        )
-        entry["adapters"].append(row.name)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": SUMMARY_KIND,
-        "tool": {"name": "prompt-audit", "version": __version__},
-        "config": {
-            "methods": list(run.methods),
-            "top_k": run.top_k,
-            "languages": list(run.languages),
-            "seed": run.seed,
-            "fail_on": run.fail_on,
-            "model": run.model,
-            "behaviour": run.behaviour,
-        },
-        "exit_code": run.exit_code,
-        "risk": worst.label if worst is not None else None,
-        "counts": {
-            "adapters": len(rows),
-            "audited": len(audited),
-            "errors": len(rows) - len(audited),
-            "duplicates": len(run.duplicates),
-            "by_risk": {level.label: sum(r.result.summary.risk == level for r in audited) for level in Level},
-        },
-        "models": sorted(models.values(), key=lambda m: m["spec"]),
-        "duplicates": list(run.duplicates),
-        "adapters": [_adapter_dict(r) for r in rows],
-    }
+        models.setdefault(row.result.model.spec, []).append(row.name)
+        specs.setdefault(row.result.model.spec, row.result.model)
+    return BatchSummary(
+        kind=SUMMARY_KIND,
+        tool_version=__version__,
+        config=SummaryConfig(
+            run.methods, run.top_k, run.languages, run.seed, run.fail_on, run.model, run.behaviour
+        ),
+        exit_code=run.exit_code,
+        risk=worst_risk(rows),
+        counts=Counts(
+            adapters=len(rows),
+            audited=len(audited),
+            errors=len(rows) - len(audited),
+            duplicates=len(run.duplicates),
+            by_risk={level.label: sum(r.result.summary.risk == level for r in audited) for level in Level},
+        ),
+        models=tuple(
+            ModelEntry(m.spec, m.vocab_size, m.dim, m.sha256, tuple(models[spec]))
+            for spec, m in sorted(specs.items())
+        ),
+        duplicates=tuple(run.duplicates),
+        adapters=tuple(_adapter(r) for r in rows),
+    )
 
 
-def _adapter_dict(row: Row) -> dict[str, Any]:
+def _adapter(row: Row) -> AdapterEntry:
     result = row.result
     if result is None:
-        return {
-            "name": row.name,
-            "path": row.path,
-            "status": "error",
-            "error": row.error,
-            "files": {},
-        }
-    summary = result.summary
-    return {
-        "name": row.name,
-        "path": row.path,
-        "status": "audited",
-        "prompt_sha256": result.prompt.sha256,
-        "n_tokens": result.prompt.n_tokens,
-        "model": result.model.spec,
-        "risk": summary.risk.label,
-        "verdict": dict(summary.verdict),
-        "n_flags": summary.n_flags,
-        "flagged_positions": [{"index": i, "risk": r.label} for i, r in flagged_positions(result)],
-        "behaviour": _behaviour_dict(result.behaviour) if result.behaviour else None,
-        "files": dict(row.files),
-    }
-
-
-def _behaviour_dict(b: BehaviourResult) -> dict[str, Any]:
-    return {
-        "suite": b.suite_id,
-        "suite_version": b.suite_version,
-        "risk": b.risk.label,
-        "lowest_impact_ratio": _num(_lowest_ratio(b)),
-        "gaps": [
-            {
-                "attribute": g.attribute,
-                "group": g.group,
-                "reference_group": g.reference_group,
-                "impact_ratio": _num(g.impact_ratio),
-                "q_value": _num(g.q_value),
-                "in_base_model": g.in_base_model,
-            }
-            for g in b.gaps
-        ],
-    }
+        return AdapterEntry(
+            row.name, row.path, "error", row.error, {}, None, None, None, None, None, None, (), None
+        )
+    b = result.behaviour
+    return AdapterEntry(
+        name=row.name,
+        path=row.path,
+        status="audited",
+        error=None,
+        files=dict(row.files),
+        prompt_sha256=result.prompt.sha256,
+        n_tokens=result.prompt.n_tokens,
+        model=result.model.spec,
+        risk=result.summary.risk,
+        verdict=dict(result.summary.verdict),
+        n_flags=result.summary.n_flags,
+        flagged_positions=tuple(FlaggedPosition(i, r) for i, r in flagged_positions(result)),
+        behaviour=(
+            BehaviourEntry(b.suite_id, b.suite_version, b.risk, _lowest_ratio(b), b.gaps)
+            if b is not None
+            else None
+        ),
+    )
 
 
 def _lowest_ratio(b: BehaviourResult) -> float | None:
@@ -217,8 +217,25 @@ def _lowest_ratio(b: BehaviourResult) -> float | None:
     return min(ratios) if ratios else None
 
 
+def summary_dict(rows: Sequence[Row], run: RunInfo) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, **encode(batch_summary(rows, run))}
+
+
+def summary_schema() -> dict[str, Any]:
+    """The JSON schema of ``summary.json``, derived from :class:`BatchSummary`."""
+    return document_schema(
+        BatchSummary,
+        id_=f"https://prompt-audit.invalid/schema/batch-summary-{SCHEMA_VERSION}.json",
+        title="prompt-audit batch summary",
+        description="Written by `prompt-audit scan PROMPT... --out-dir OUT` as OUT/summary.json "
+        "(docs/json.md). Keys sorted, floats rounded to 6 decimals, no times: identical inputs give "
+        "identical bytes.",
+        envelope={"schema_version": {"const": SCHEMA_VERSION}},
+    )
+
+
 def render_summary(rows: Sequence[Row], run: RunInfo) -> str:
-    return json.dumps(summary_dict(rows, run), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return dumps(summary_dict(rows, run))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +245,7 @@ def render_summary(rows: Sequence[Row], run: RunInfo) -> str:
 def render_index(rows: Sequence[Row], run: RunInfo, lang: str = "en") -> str:
     """``index.html``: one row per audited adapter (risk badge, verdict, flagged positions, behavioural gap
     with --behaviour, links to its reports) and one per adapter that could not be audited."""
-    t = STRINGS[lang]
+    t = batch_strings(lang)
     worst = worst_risk(rows)
     audited = [r for r in rows if r.result is not None]
     entries = [_entry(r, r.result, lang) for r in audited if r.result is not None]
@@ -258,13 +275,11 @@ def render_index(rows: Sequence[Row], run: RunInfo, lang: str = "en") -> str:
 
 
 def _risk_word(level: Level, lang: str) -> str:
-    from audit.report.i18n import strings
-
     return strings(lang)[f"risk_{level.label}"]
 
 
 def _entry(row: Row, result: AuditResult, lang: str) -> dict[str, Any]:
-    t = STRINGS[lang]
+    t = batch_strings(lang)
     flagged = flagged_positions(result)
     return {
         "name": row.name,
@@ -285,7 +300,7 @@ def _link_labels(t: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def _behaviour_lines(b: BehaviourResult, lang: str) -> list[str]:
-    t = STRINGS[lang]
+    t = batch_strings(lang)
     lines = [t["behaviour_risk"].format(risk=_risk_word(b.risk, lang))]
     for g in b.gaps:
         line = t["gap"].format(

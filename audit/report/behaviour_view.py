@@ -3,26 +3,11 @@ conditions side by side, computed in Python from the records (templates only pri
 
 from __future__ import annotations
 
-from audit.records import AttributeDisparity, BehaviourResult, GroupDisparity
+from audit.records import BehaviourResult, GroupDisparity
+from audit.report.figures import chart
+from audit.report.format import fmt as _num
+from audit.report.format import sig as _p
 from audit.report.i18n import strings
-
-CHART_W, ROW_H, LABEL_W, AXIS_MAX = 360, 22, 110, 1.5
-THRESHOLD = 0.8
-
-
-def _num(value: float | None, digits: int, lang: str) -> str:
-    if value is None:
-        return strings(lang)["b_na"]
-    text = f"{value:.{digits}f}"
-    text = text[1:] if text.startswith("-") and float(text) == 0 else text
-    return text.replace(".", ",") if lang == "es" else text
-
-
-def _p(value: float | None, lang: str) -> str:
-    if value is None:
-        return strings(lang)["b_na"]
-    text = f"{value:.2g}"
-    return text.replace(".", ",") if lang == "es" else text
 
 
 def _ci(low: float | None, high: float | None, lang: str) -> str:
@@ -31,17 +16,12 @@ def _ci(low: float | None, high: float | None, lang: str) -> str:
     return f"[{_num(low, 2, lang)}, {_num(high, 2, lang)}]"
 
 
-def _group_row(g: GroupDisparity, lang: str) -> dict:
+def _group_row(g: GroupDisparity, flagged: bool, lang: str) -> dict:
+    """One group's row; ``flagged``: the behavioural rule flags it (one of the result's gaps)."""
     t = strings(lang)
     marks = [t["b_small"]] if g.small_sample or g.low_share else []
     if g.cannot_reach_significance:
         marks.append(t["b_cannot"])
-    flagged = (
-        g.impact_ratio is not None
-        and g.q_value is not None
-        and g.impact_ratio < THRESHOLD
-        and g.q_value < 0.05
-    )
     return {
         "group": g.id,
         "n": str(g.n),
@@ -57,43 +37,10 @@ def _group_row(g: GroupDisparity, lang: str) -> dict:
     }
 
 
-def _x(value: float) -> float:
-    return round(LABEL_W + min(max(value, 0.0), AXIS_MAX) / AXIS_MAX * CHART_W, 1)
-
-
-def chart(attribute: AttributeDisparity) -> dict:
-    """SVG geometry: one row per group, a dot at the impact ratio and a whisker over its CI."""
-    rows = []
-    for i, g in enumerate(attribute.groups):
-        y = 18 + i * ROW_H
-        ratio = 1.0 if g.is_reference else g.impact_ratio
-        rows.append(
-            {
-                "label": g.id,
-                "y": y,
-                "ty": y + 4,
-                "cx": None if ratio is None else _x(ratio),
-                "x1": None if g.ci_low is None else _x(g.ci_low),
-                "x2": None if g.ci_high is None else _x(g.ci_high),
-                "flagged": ratio is not None and ratio < THRESHOLD and not g.is_reference,
-            }
-        )
-    height = 18 + len(rows) * ROW_H
-    ticks = [{"x": _x(v), "label": f"{v:g}"} for v in (0.0, 0.5, 0.8, 1.0, 1.5)]
-    return {
-        "width": LABEL_W + CHART_W + 20,
-        "height": height + 18,
-        "axis_y": height,
-        "tick_y": height + 14,
-        "threshold_x": _x(THRESHOLD),
-        "rows": rows,
-        "ticks": ticks,
-    }
-
-
 def behaviour_view(b: BehaviourResult, lang: str) -> dict:
     t = strings(lang)
     attributes = []
+    gaps = {(g.attribute, g.group) for g in b.gaps}
     for a in b.soft.attributes:
         reference = (
             a.reference_group
@@ -103,8 +50,8 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
         attributes.append(
             {
                 "title": t["b_attribute"].format(attribute=a.id, slot=a.slot, reference=reference),
-                "rows": [_group_row(g, lang) for g in a.groups],
-                "chart": chart(a),
+                "rows": [_group_row(g, (a.id, g.id) in gaps, lang) for g in a.groups],
+                "chart": chart(a, b.impact_threshold),
             }
         )
     side = []

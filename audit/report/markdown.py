@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from audit.records import AuditResult
-from audit.report.html import view_model
 from audit.report.load import canonical
+from audit.report.view import view_model
 
 
 def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) -> str:

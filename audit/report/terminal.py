@@ -4,8 +4,8 @@ coverage, the readings, the worst flags grouped by position and term, the behavi
 from __future__ import annotations
 
 from audit.records import AuditResult
-from audit.report.html import checked_view, flag_groups, low_coverage_text, why
-from audit.report.overview import model_warnings
+from audit.report.flags_view import flag_groups
+from audit.report.view import checked_view, low_coverage_text, model_warnings, why
 
 MAX_GROUPS = 5
 

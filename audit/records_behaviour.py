@@ -1,0 +1,154 @@
+"""Typed records of the behavioural check (``--behaviour SUITE``), part of the records of
+:mod:`audit.records` (which re-exports them). Plain Python only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from audit.level import Level
+
+# ---------------------------------------------------------------------------------------------
+# The behavioural check (``--behaviour SUITE``)
+
+
+@dataclass(frozen=True)
+class GroupDisparity:
+    """One group of an attribute under one condition, against the reference group.
+
+    ``n`` renderings (qualifying templates x the group's values) over ``n_names`` values; rates over the
+    qualifying templates; ``impact_ratio`` = selection rate / the reference's (None when that is 0) with
+    its bootstrap CI (``ci_low``, ``ci_high``); ``effect_size`` = difference in mean log-odds (logits) with
+    its CI; ``p_value`` from the name-permutation test, ``min_p`` the smallest it could be, ``q_value``
+    over the report's family. The reference group has no comparison (None)."""
+
+    id: str
+    n: int
+    n_names: int
+    selection_rate: float
+    mean_p_positive: float
+    impact_ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    effect_size: float
+    effect_ci_low: float | None
+    effect_ci_high: float | None
+    p_value: float | None
+    q_value: float | None
+    min_p: float | None
+    is_reference: bool
+    small_sample: bool
+    low_share: bool
+    cannot_reach_significance: bool
+
+
+@dataclass(frozen=True)
+class AttributeDisparity:
+    id: str
+    slot: str
+    reference_group: str
+    reference_given: bool  # named by the suite (else: the group with the highest selection rate)
+    n_templates: int  # qualifying templates containing the slot
+    groups: tuple[GroupDisparity, ...]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The suite run under one prompt: ``soft_prompt``, ``reference_text`` (the reference/init text as a
+    plain text prompt), or ``no_prompt`` (the base model alone)."""
+
+    id: str
+    prompt_text: str | None
+    task_accuracy: float | None  # share of labelled renderings decided as labelled
+    n_labelled: int
+    attributes: tuple[AttributeDisparity, ...]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A group the rule flags: impact ratio below the threshold with q below alpha, under the soft prompt;
+    ``in_base_model``: the same group is flagged under no prompt too."""
+
+    attribute: str
+    group: str
+    reference_group: str
+    impact_ratio: float
+    q_value: float
+    in_base_model: bool
+
+
+@dataclass(frozen=True)
+class BehaviourResult:
+    suite_id: str
+    suite_version: str
+    suite_sha256: str
+    suite_path: str
+    suite_language: str
+    n_templates: int
+    answers: tuple[str, str]  # positive, negative
+    n_renderings: int
+    n_texts: int  # distinct texts, each scored once per condition
+    conditions: tuple[Condition, ...]
+    test: str  # how p-values were computed
+    ci_method: str
+    family: str  # the q-value family
+    seed: int
+    n_boot: int
+    risk: Level
+    gaps: tuple[Gap, ...]
+    verdict: dict[str, str]  # report language -> sentence
+    rule: dict[str, str]  # report language -> the behavioural risk rule
+    readings: tuple[Reading, ...] = ()
+    ablations: tuple[Ablation, ...] = ()
+    ablation_positions: tuple[int, ...] = ()  # positions with an active flag that were ablated
+    skipped_positions: tuple[int, ...] = ()  # flagged positions left out by --max-ablations
+    min_agreement: float = 0.8
+    ablation_test: str = ""
+    # The behavioural rule's thresholds (audit.verdict.behaviour.IMPACT_THRESHOLD and ALPHA), so that a
+    # saved audit re-renders with the rule it was judged under.
+    impact_threshold: float = 0.8
+    alpha: float = 0.05
+
+    @property
+    def soft(self) -> Condition:
+        return next(c for c in self.conditions if c.id == "soft_prompt")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One method's reading run as a plain prompt (its top-1 tokens' embeddings in place of the soft
+    prompt), against the soft prompt on the same renderings."""
+
+    methods: tuple[str, ...]  # the methods that read exactly these tokens (run once)
+    text: str
+    agreement: float  # share of renderings with the same decision as the soft prompt
+    kl: float  # mean KL(P_soft || P_reading) of the two-answer distribution, nats
+    accuracy: float | None  # task accuracy on labelled templates with the reading
+    faithful: bool  # agreement >= the threshold
+    attributes: tuple[AttributeDisparity, ...]  # the reading's own disparities
+
+
+@dataclass(frozen=True)
+class AblationGroup:
+    id: str
+    is_reference: bool
+    selection_rate: float  # with the position replaced
+    delta_selection_rate: float  # replaced minus original
+    impact_ratio: float | None
+    delta_impact_ratio: float | None
+    delta_effect: float  # change in the gap to the reference, logits
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One prompt position replaced (by its best non-sensitive reading, or the vocabulary mean) and the
+    suite rerun: per attribute, the paired test of the change in each group's gap."""
+
+    position: int
+    replacement: str  # "reading" or "mean"
+    token: str | None  # the replacing token for "reading"
+    attribute: str
+    groups: tuple[AblationGroup, ...]
+    p_value: float | None  # Bonferroni over the attribute's groups
+    q_value: float | None  # Benjamini-Hochberg over every ablation test of the report
+    active: bool  # q < alpha: the replacement opens or closes a gap
