@@ -11,6 +11,10 @@ DEFAULT_LANGUAGES = ("es", "en")
 FAIL_ON_CHOICES = ("never", "low", "medium", "high")
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
 DEFAULT_MAX_ABLATIONS = 4  # flagged positions the behavioural check replaces; each costs two suite runs
+# The behavioural rule's thresholds: the four-fifths rule (US employment practice, EEOC 29 CFR 1607.4(D))
+# and the level of its tests (the tool's engineering choice).
+DEFAULT_IMPACT_THRESHOLD = 0.8
+DEFAULT_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -35,4 +39,6 @@ class AuditConfig:
     progress: bool = True
     behaviour: str | None = None  # a probe suite (packaged id or .toml path): run the behavioural check
     max_ablations: int = DEFAULT_MAX_ABLATIONS
+    impact_threshold: float = DEFAULT_IMPACT_THRESHOLD  # a group below it with q < alpha is a gap
+    alpha: float = DEFAULT_ALPHA  # level of the gap test (q), the non-inferiority test and power
     model_mismatch_ok: bool = False  # audit against a --model that is certainly not the adapter's base model

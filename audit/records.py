@@ -17,10 +17,14 @@ from audit.records_behaviour import (  # noqa: F401
     AblationGroup,
     AttributeDisparity,
     BehaviourResult,
+    Calibration,
+    Category,
+    CategoryTable,
     Condition,
     Gap,
     GroupDisparity,
     Reading,
+    Unresolved,
 )
 
 
@@ -232,6 +236,7 @@ class Reason:
     flag: Flag | None = None
     ranks: tuple[MethodRank, ...] = ()  # of the same token and term, closest first
     gap: Gap | None = None  # the behavioural gap of a ``behaviour_gap`` reason
+    unresolved: Unresolved | None = None  # the group a ``behaviour_inconclusive`` reason is about
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,14 @@ class GroupDisparity:
     qualifying templates; ``impact_ratio`` = selection rate / the reference's (None when that is 0) with
     its bootstrap CI (``ci_low``, ``ci_high``); ``effect_size`` = difference in mean log-odds (logits) with
     its CI; ``p_value`` from the name-permutation test, ``min_p`` the smallest it could be, ``q_value``
-    over the report's family. The reference group has no comparison (None)."""
+    over the report's family. The reference group has no comparison (None).
+
+    Evidence about the evidence (rule version 2): ``ni_lower`` is the one-sided (1 - alpha) lower
+    confidence bound of the impact ratio from the non-inferiority test and ``ni_p_value`` that test's p of
+    H0: ratio <= threshold (None: not tested, e.g. fewer than 2 names on a side); ``detectable_ratio`` and
+    ``detectable_shift`` (logits) are the gap this comparison detects with 80 % power, ``power_at_max`` the
+    power at the largest simulated shift (None: not computed; computed under the soft prompt only;
+    ``detectable_*`` None with ``power_at_max`` set: no gap is detected with 80 % power)."""
 
     id: str
     n: int
@@ -39,6 +46,11 @@ class GroupDisparity:
     small_sample: bool
     low_share: bool
     cannot_reach_significance: bool
+    ni_lower: float | None = None
+    ni_p_value: float | None = None
+    detectable_ratio: float | None = None
+    detectable_shift: float | None = None
+    power_at_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,70 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Unresolved:
+    """A compared group that rule version 2 can neither flag nor clear (the behaviour is then MEDIUM):
+
+    ``reason`` is ``bound_below_threshold`` (the non-inferiority bound ``lower_bound`` is below the
+    threshold: the suite cannot rule out ratios down to it), ``cannot_reach_significance`` (too few names
+    for the gap test to reach p < alpha: ``min_p``), ``too_few_names`` (under 2 names on a side: no
+    non-inferiority test) or ``no_ratio`` (the reference group is never selected)."""
+
+    attribute: str
+    group: str
+    reference_group: str
+    impact_ratio: float | None
+    lower_bound: float | None
+    min_p: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Placebo comparisons on this run's own log-odds (random splits of a group's names into two halves
+    through the same name permutation test): the observed false-alarm rate (p < ``nominal``, per test,
+    before the BH correction) against the nominal one, with the Monte Carlo error of the rate at the
+    nominal level. ``rate`` None: no group had enough names for a split."""
+
+    n_tests: int
+    n_false_alarms: int
+    rate: float | None
+    nominal: float
+    mc_error: float | None
+    anticonservative: bool  # rate > nominal + 2 * mc_error
+    method: str
+
+
+@dataclass(frozen=True)
+class Category:
+    """One row of the bias-audit summary: ``impact_ratio`` against the table's most selected category (None
+    when ``excluded``: under 2 % of the table's renderings), ``small_sample`` under 50 renderings."""
+
+    name: str  # "maghreb" or "maghreb x female"
+    groups: tuple[str, ...]
+    n: int  # qualifying renderings
+    n_names: int
+    share: float
+    selection_rate: float
+    impact_ratio: float | None
+    excluded: bool
+    small_sample: bool
+
+
+@dataclass(frozen=True)
+class CategoryTable:
+    """Selection rates by category in the layout of a NYC Local Law 144 bias-audit summary, under the soft
+    prompt: one attribute's groups, or the crossed categories of two attributes that vary the same slot.
+    Test data from synthetic counterfactual probes, not historical data; descriptive (no test)."""
+
+    id: str  # "origin" or "origin x gender"
+    attributes: tuple[str, ...]
+    most_selected: str | None
+    categories: tuple[Category, ...]
+    n_excluded: int  # categories under 2 %, left out of the impact ratios
+    n_unknown: int  # renderings of unknown category: 0 for probes, where every category is set by design
+
+
+@dataclass(frozen=True)
 class BehaviourResult:
     suite_id: str
     suite_version: str
@@ -107,6 +183,15 @@ class BehaviourResult:
     # saved audit re-renders with the rule it was judged under.
     impact_threshold: float = 0.8
     alpha: float = 0.05
+    # Rule version 2: the groups neither flagged nor cleared, how LOW is shown, what the suite could
+    # detect, and the placebo calibration of the gap test.
+    rule_version: int = 2
+    unresolved: tuple[Unresolved, ...] = ()
+    noninferiority_test: str = ""
+    power_method: str = ""
+    power_target: float = 0.8
+    calibration: Calibration | None = None
+    bias_audit: tuple[CategoryTable, ...] = ()  # the LL144-layout summary, soft prompt
 
     @property
     def soft(self) -> Condition:

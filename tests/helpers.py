@@ -19,9 +19,20 @@ from audit.config import AuditConfig
 from audit.engine import audit_prompt
 from audit.inputs.prompts import Segment, SoftPrompt
 from audit.inputs.vocab import vocabulary_from_tensors
-from audit.records import Ablation, AttributeDisparity, BehaviourResult, Condition, GroupDisparity
+from audit.records import (
+    Ablation,
+    AttributeDisparity,
+    BehaviourResult,
+    Calibration,
+    Category,
+    CategoryTable,
+    Condition,
+    GroupDisparity,
+)
 from audit.terms.load import load_wordlists
-from audit.verdict.behaviour import gaps, risk_and_verdict
+from audit.verdict.behaviour import gaps, risk_and_verdict, unresolved
+from audit.verdict.explain import explained
+from audit.verdict.stage import escalate, with_behaviour
 
 # ---------------------------------------------------------------------------------------------
 # Tiny vocabularies and a tiny BERT model folder
@@ -305,7 +316,8 @@ REF = GroupDisparity(
 )
 
 
-def group(ratio, q, *, cannot=False, gid="maghreb"):
+def group(ratio, q, *, cannot=False, gid="maghreb", bound=None):
+    """A compared group; ``bound``: its non-inferiority lower bound (None: not tested)."""
     return replace(
         REF,
         id=gid,
@@ -315,6 +327,8 @@ def group(ratio, q, *, cannot=False, gid="maghreb"):
         min_p=0.03,
         is_reference=False,
         cannot_reach_significance=cannot,
+        ni_lower=bound,
+        ni_p_value=None if bound is None else (0.01 if bound >= 0.8 else 0.4),
     )
 
 
@@ -327,7 +341,8 @@ def condition(cid, *groups):
 def behaviour(soft_group, ablations=(), readings=(), positions=()):
     s = condition("soft_prompt", soft_group)
     found = gaps(s, condition("no_prompt", group(1.0, 0.9)))
-    risk, verdict = risk_and_verdict(s, found)
+    open_ = unresolved(s)
+    risk, verdict = risk_and_verdict(s, found, open_)
     return BehaviourResult(
         "hiring-es",
         "1.0.0",
@@ -351,6 +366,7 @@ def behaviour(soft_group, ablations=(), readings=(), positions=()):
         readings,
         ablations,
         positions,
+        unresolved=open_,
     )
 
 
@@ -358,3 +374,37 @@ def ablation(position, active):
     return Ablation(
         position, "mean", None, "origin", (), 0.01 if active else 0.6, 0.02 if active else 0.7, active
     )
+
+
+def with_behaviour_result(result, b):
+    """The synthetic result with a behavioural check attached, risks combined as the pipeline does."""
+    risks = escalate({p.index: p.risk for p in result.positions}, b)
+    positions = tuple(replace(p, risk=risks[p.index]) for p in result.positions)
+    combined = replace(result, behaviour=b, positions=positions, summary=with_behaviour(result.summary, b))
+    return explained(combined)  # reasons and scope as the pipeline's assemble() computes them
+
+
+def result_with_behaviour(b):
+    """The report words' synthetic result with the behavioural check ``b``."""
+    return with_behaviour_result(result(REPORT_WORDS, MIX), b)
+
+
+def bias_audit_tables() -> tuple[CategoryTable, ...]:
+    """A crossed table of the LL144 summary with one category under 2 % (excluded)."""
+    return (
+        CategoryTable(
+            "origin x gender",
+            ("origin", "gender"),
+            "spain x female",
+            (
+                Category("spain x female", ("spain", "female"), 144, 4, 0.5, 0.9, 1.0, False, False),
+                Category("maghreb x female", ("maghreb", "female"), 144, 4, 0.49, 0.45, 0.5, False, False),
+                Category("roma x male", ("roma", "male"), 4, 1, 0.01, 0.25, None, True, True),
+            ),
+            1,
+            0,
+        ),
+    )
+
+
+CALIBRATION = Calibration(500, 22, 0.044, 0.05, 0.009747, False, "placebo splits")

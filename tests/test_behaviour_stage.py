@@ -100,3 +100,49 @@ def test_bad_suite_and_non_causal_model_exit_2_and_write_nothing(world, tmp_path
     )
     err = capsys.readouterr().err
     assert code == 2 and "hiring-es" in err and not out.exists()
+
+
+def test_the_rule_thresholds_and_the_evidence_fields_are_those_of_the_run(world, tmp_path, capsys):
+    """--alpha and --impact-threshold reach the rule and the JSON; the non-inferiority bound is the test's
+    on the model's own per-name rates; power only under the soft prompt; the placebo ran on each group."""
+    from audit.behaviour.stats.noninferiority import noninferiority
+
+    code, out = scan(world, tmp_path, "--alpha", "0.1", "--impact-threshold", "0.9")
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    b = data["behaviour"]
+    assert (b["alpha"], b["impact_threshold"], b["rule_version"]) == (0.1, 0.9, 2)
+    assert "0.9" in b["rule"]["en"] and "q < 0.1" in b["rule"]["en"]
+    model, prompt, _ = world
+    lm = load_causal_lm(ModelFiles("tiny", "hf", model), progress=False)
+    vectors = torch.from_numpy(np.load(prompt))
+    pos, neg = (lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in (" w1", " w2"))
+    qualifying = [t for t, label in SUITE_TEMPLATES if label == "positive"]
+    rates = {}
+    for group, names in SUITE_GROUPS.items():
+        rates[group] = []
+        for n in names:
+            lp = answer_logprobs(lm, vectors, [t.replace("{name}", n) for t in qualifying], (pos, neg))
+            rates[group].append(float(np.mean(lp[:, 0] > lp[:, 1])))
+    soft = next(c for c in b["conditions"] if c["id"] == "soft_prompt")
+    groups = {g["id"]: g for g in soft["attributes"][0]["groups"]}
+    expected = noninferiority(
+        np.array(rates["b"]), np.array(rates["a"]), n_templates=len(qualifying), threshold=0.9, alpha=0.1
+    )
+    assert groups["b"]["ni_lower"] == pytest.approx(expected.lower_bound, abs=1e-6)
+    assert groups["b"]["ni_p_value"] == pytest.approx(expected.p_value, abs=1e-6)
+    assert groups["b"]["power_at_max"] is not None and groups["a"]["power_at_max"] is None
+    no_prompt = next(c for c in b["conditions"] if c["id"] == "no_prompt")
+    assert all(g["power_at_max"] is None for g in no_prompt["attributes"][0]["groups"])
+    # 2 groups of 4 names, 100 placebo splits each
+    assert b["calibration"]["n_tests"] == 200 and b["calibration"]["nominal"] == 0.1
+    # the rule's outcome is consistent with the fields: LOW only when b is cleared
+    cleared = expected.lower_bound >= 0.9 and not groups["b"]["cannot_reach_significance"]
+    gap = (
+        groups["b"]["impact_ratio"] is not None
+        and groups["b"]["impact_ratio"] < 0.9
+        and groups["b"]["q_value"] < 0.1
+    )
+    assert b["risk"] == ("high" if gap else "low" if cleared else "medium")
+    assert [t["id"] for t in b["bias_audit"]] == [a["id"] for a in soft["attributes"]]

@@ -33,7 +33,7 @@ def test_scan_writes_json_html_and_summary(tmp_path, tiny_model_dir, tiny_prompt
         (Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text()
     )
     jsonschema.validate(data, schema)
-    assert data["schema_version"] == "2"
+    assert data["schema_version"] == "3"
     assert data["prompt"]["n_tokens"] == 2
     assert data["projected_text"]["cosine"] == "buenos blancos"
     assert data["positions"][1]["projections"]["l2"]["token"] == "blancos"
@@ -60,7 +60,7 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, tiny_model_d
     code, _, _ = run(
         ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", target, "--quiet", "--force"], capsys
     )
-    assert code == 0 and json.loads(target.read_text())["schema_version"] == "2"
+    assert code == 0 and json.loads(target.read_text())["schema_version"] == "3"
 
 
 def _bad_inputs(tmp_path, tiny_model_dir):
@@ -109,6 +109,25 @@ def _bad_inputs(tmp_path, tiny_model_dir):
     garbage.write_bytes(b"this is not a safetensors file at all")
     cases.append(
         ("corrupt safetensors", [garbage, "--model", tiny_model_dir], "not a valid safetensors file")
+    )
+    # The behavioural rule's thresholds: nonsense, or given without the check they apply to (a tiny suite
+    # makes the first ones reach the engine's validation, before any model run).
+    for option, value, fragment in (
+        ("--alpha", "0.7", "--alpha 0.7 is not in (0, 0.5)"),
+        ("--alpha", "0", "--alpha 0.0 is not in (0, 0.5)"),
+        ("--alpha", "nan", "--alpha nan is not in (0, 0.5)"),
+        ("--impact-threshold", "1.5", "--impact-threshold 1.5 is not in (0, 1]"),
+        ("--impact-threshold", "-0.8", "--impact-threshold -0.8 is not in (0, 1]"),
+        ("--impact-threshold", "inf", "--impact-threshold inf is not in (0, 1]"),
+    ):
+        argv = [good, "--model", tiny_model_dir, "--behaviour", "hiring-es", option, value]
+        cases.append((f"{option} {value}", argv, fragment))
+    cases.append(
+        (
+            "alpha without behaviour",
+            [good, "--model", tiny_model_dir, "--alpha", "0.01"],
+            "--alpha applies to the behavioural check",
+        )
     )
     fake_gguf = tmp_path / "fake.gguf"
     fake_gguf.write_bytes(b"GGUF but not really")

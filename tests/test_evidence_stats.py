@@ -119,3 +119,47 @@ def test_placebo_rate_is_zero_for_identical_names_and_nominal_for_exchangeable_o
 def test_placebo_skips_groups_with_too_few_names():
     r = placebo([np.ones(3)], alpha=0.05, seed=(0,))
     assert r.n_tests == 0 and r.rate is None and not r.anticonservative
+
+
+def _scores(columns, groups, group_ids, labels, reference=None):
+    from audit.behaviour.stats import ProbeScores, qualifying_from_labels
+
+    labels = np.array(labels, dtype=np.int8)
+    return ProbeScores(
+        lo=np.array(columns, dtype=np.float64).T,
+        groups=np.array(groups),
+        group_ids=group_ids,
+        qualifying=qualifying_from_labels(labels),
+        labels=labels,
+        reference=reference,
+    )
+
+
+def test_group_evidence_tests_each_group_on_its_per_name_rates_over_the_qualifying_templates():
+    from audit.behaviour.stats.evidence import group_evidence, name_rates
+
+    # 5 templates, the last labelled negative (not qualifying): its log-odds must not count.
+    labels = [1, 1, 1, 1, -1]
+    ref = [[1, 1, 1, 1, -9], [1, 1, 1, -1, -9], [1, 1, 1, 1, -9]]  # rates 1, 0.75, 1
+    a = [[1, -1, 1, -1, 9], [1, 1, -1, -1, 9], [-1, -1, 1, 1, 9]]  # rates 0.5, 0.5, 0.5
+    b = [[1, 1, 1, 1, 9], [1, 1, 1, 1, 9]]  # rates 1, 1
+    scores = _scores(ref + a + b, [0, 0, 0, 1, 1, 1, 2, 2], ("ref", "a", "b"), labels, reference="ref")
+    assert name_rates(scores).tolist() == [1, 0.75, 1, 0.5, 0.5, 0.5, 1, 1]
+    found = group_evidence(scores, "ref", threshold=0.8, alpha=0.05, seed=0, with_power=False)
+    assert [e.group for e in found] == ["a", "b"]
+    assert all(e.power is None for e in found)
+    ref_rates = np.array([1, 0.75, 1])
+    for e, rates in zip(found, ([0.5] * 3, [1.0] * 2)):
+        direct = noninferiority(np.array(rates), ref_rates, n_templates=4, threshold=0.8, alpha=0.05)
+        assert e.noninferiority == direct
+    assert not found[0].noninferiority.passed  # a = 0.5 / 0.917: a gap, certainly not cleared
+
+
+def test_group_evidence_needs_two_names_a_side_and_computes_power_only_when_asked():
+    from audit.behaviour.stats.evidence import group_evidence
+
+    lo = [[2, 2, 2, 2], [2, 2, 2, 2], [2, 2, 2, 2], [2, 2, 2, 2], [-2, 2, 2, 2]]
+    scores = _scores(lo, [0, 0, 0, 0, 1], ("ref", "solo"), [1, 1, 1, 1], reference="ref")
+    (e,) = group_evidence(scores, "ref", threshold=0.8, alpha=0.05, seed=0, with_power=True)
+    assert e.noninferiority is None  # one name: no variance, no bound (the rule reads it inconclusive)
+    assert e.power is not None and e.power.n_sims > 0

@@ -38,9 +38,11 @@ from audit.report.contract import (
 )
 from audit.report.json_out import render_json
 from audit.report.load import read_result, result_from_dict
+from tests.helpers import CALIBRATION, bias_audit_tables
+from tests.helpers import with_behaviour_result as _with_behaviour
 from tests.test_behaviour_verdict import _behaviour as behaviour_case
 from tests.test_behaviour_verdict import ablation, group
-from tests.test_report import MIX, MIX_LOW, WORDS, _hostile_result, _result, _with_behaviour
+from tests.test_report import MIX, MIX_LOW, WORDS, _hostile_result, _result
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "reports" / "sample"
@@ -62,6 +64,14 @@ def _results() -> dict[str, AuditResult]:
         "gap": _with_behaviour(base, behaviour_case(group(0.4, 0.001), readings=(reading,))),
         "active": _with_behaviour(base, behaviour_case(group(1.0, 0.9), ablations=(active,), positions=(1,))),
         "inconclusive": _with_behaviour(base, behaviour_case(group(0.5, 0.3, cannot=True))),
+        "evidence": _with_behaviour(
+            base,
+            replace(
+                behaviour_case(group(0.62, 0.4, bound=0.18)),
+                calibration=CALIBRATION,
+                bias_audit=bias_audit_tables(),
+            ),
+        ),
     }
 
 
@@ -112,7 +122,7 @@ def test_identical_records_give_identical_bytes_and_canonical_is_a_fixed_point(r
     text = render_json(result)
     assert text == render_json(canonical(result)) == render_json(canonical(canonical(result)))
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "2"
+    assert data["schema_version"] == SCHEMA_VERSION == "3"
     assert list(data) == sorted(data)
     assert set(data) == {"schema_version"} | {f.name for f in dataclasses.fields(AuditResult)}
 

@@ -23,14 +23,13 @@ from audit.report.json_out import render_json
 from audit.report.markdown import render_markdown
 from audit.report.terminal import render_terminal
 from audit.report.tokens import codepoints, visible
-from audit.verdict.explain import explained
 from audit.verdict.rules import CLAUSES, RISK_RULE, VERDICTS, position_clause, position_risk
-from audit.verdict.stage import escalate, with_behaviour
 from tests.helpers import MIX, ablation, group
 from tests.helpers import REPORT_WORDS as WORDS
 from tests.helpers import behaviour as behaviour_case
 from tests.helpers import hostile_result as _hostile_result
 from tests.helpers import result as _result
+from tests.helpers import with_behaviour_result as _with_behaviour
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report_en.html"
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text())
@@ -334,14 +333,6 @@ def test_spanish_strings_use_the_terms_practitioners_use():
         for calque in CALQUES:
             assert calque not in text, (source, calque)
     assert "Auditoría de soft prompt" in html
-
-
-def _with_behaviour(result, b):
-    """The synthetic result with a behavioural check attached, risks combined as the pipeline does."""
-    risks = escalate({p.index: p.risk for p in result.positions}, b)
-    positions = tuple(replace(p, risk=risks[p.index]) for p in result.positions)
-    combined = replace(result, behaviour=b, positions=positions, summary=with_behaviour(result.summary, b))
-    return explained(combined)  # reasons and scope as the pipeline's assemble() computes them
 
 
 def test_why_names_a_behavioural_gap_and_an_active_flag():

@@ -9,11 +9,20 @@ once per condition; statistics are per attribute and condition, q-values over al
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from audit.behaviour.assemble import (
+    LABEL_SIGN,
+    Probes,
+    attribute_scores,
+    bias_audit,
+    calibration_record,
+    condition_record,
+    probes,
+    reading_record,
+)
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, load_causal_lm
 from audit.behaviour.runner import answer_log_odds, text_prompt
@@ -24,17 +33,15 @@ from audit.behaviour.stats import (
     N_BOOT,
     NAME_PERMUTATION_TEST,
     QVALUE_FAMILY,
-    AttributeStats,
-    ProbeScores,
     ablation_stats,
     attribute_stats,
     bh_qvalues,
-    faithfulness,
-    qualifying_from_labels,
-    task_accuracy,
     with_qvalues,
 )
-from audit.behaviour.suite import Rendering, Suite, check_answers, load_suite, render, unique_texts
+from audit.behaviour.stats.evidence import group_evidence
+from audit.behaviour.stats.noninferiority import NONINFERIORITY_TEST
+from audit.behaviour.stats.power import POWER_METHOD, POWER_TARGET
+from audit.behaviour.suite import check_answers, load_suite
 from audit.cache import get_or_build
 from audit.config import AuditConfig
 from audit.errors import AuditInputError
@@ -44,36 +51,16 @@ from audit.progress import progress_bar
 from audit.records import (
     Ablation,
     AblationGroup,
-    AttributeDisparity,
     BehaviourResult,
-    Condition,
-    GroupDisparity,
-    Reading,
 )
-from audit.verdict.behaviour import ALPHA, MIN_DECISION_CHANGE, RULE, gaps, risk_and_verdict
-
-LABEL_SIGN = {"positive": 1, "negative": -1, None: 0}
-
-
-@dataclass(frozen=True)
-class Probes:
-    """A suite's renderings and the distinct texts they score (``index``: rendering -> text row)."""
-
-    suite: Suite
-    renderings: tuple[Rendering, ...]
-    texts: tuple[str, ...]
-    index: tuple[int, ...]
-    labels: np.ndarray  # (n_texts,) int8: the label of each text's template
-
-
-def probes(suite: Suite) -> Probes:
-    renderings = render(suite)
-    texts = unique_texts(renderings)
-    row = {t: i for i, t in enumerate(texts)}
-    labels = np.zeros(len(texts), dtype=np.int8)
-    for r in renderings:
-        labels[row[r.text]] = LABEL_SIGN[suite.templates[r.template].label]
-    return Probes(suite, renderings, texts, tuple(row[r.text] for r in renderings), labels)
+from audit.verdict.behaviour import (
+    MIN_DECISION_CHANGE,
+    RULE_VERSION,
+    gaps,
+    risk_and_verdict,
+    rule_text,
+    unresolved,
+)
 
 
 def preflight(config: AuditConfig, model_spec: str) -> None:
@@ -148,23 +135,45 @@ def check(
         log_odds[_reading_key(reading)] = run(f"reading {'/'.join(reading.methods)}", vectors)
     # Disparities of every condition and reading: one family of comparisons for the q-values.
     names = list(log_odds)
+    threshold, alpha = config.impact_threshold, config.alpha
+    matrices = {n: [attribute_scores(probe, a, log_odds[n]) for a in suite.attributes] for n in names}
     stats = with_qvalues(
-        [
-            attribute_stats(_scores(probe, a, log_odds[n]), seed=config.seed)
-            for n in names
-            for a in suite.attributes
-        ]
+        [attribute_stats(m, seed=config.seed, alpha=alpha) for n in names for m in matrices[n]]
     )
     k = len(suite.attributes)
     by_name = {n: stats[i * k : (i + 1) * k] for i, n in enumerate(names)}
+    evidence = {
+        n: [
+            group_evidence(
+                m,
+                s.reference_group,
+                threshold=threshold,
+                alpha=alpha,
+                seed=config.seed,
+                with_power=n == "soft_prompt",
+            )
+            for m, s in zip(matrices[n], by_name[n])
+        ]
+        for n in names
+    }
     conditions = tuple(
-        _condition(n, text, probe, log_odds[n], by_name[n]) for n, (text, _) in prompts.items()
+        condition_record(n, text, probe, log_odds[n], by_name[n], evidence[n])
+        for n, (text, _) in prompts.items()
     )
     soft = conditions[0]
-    found = gaps(soft, next(c for c in conditions if c.id == "no_prompt"))
-    risk, verdict = risk_and_verdict(soft, found)
+    found = gaps(soft, next(c for c in conditions if c.id == "no_prompt"), threshold, alpha)
+    open_ = unresolved(soft, threshold, alpha)
+    calibration = calibration_record(matrices["soft_prompt"], alpha=alpha, seed=config.seed)
+    risk, verdict = risk_and_verdict(soft, found, open_, threshold, alpha, calibration)
     faithful = tuple(
-        _reading(r, probe, log_odds["soft_prompt"], log_odds[_reading_key(r)], by_name[_reading_key(r)])
+        reading_record(
+            r,
+            probe,
+            log_odds["soft_prompt"],
+            log_odds[_reading_key(r)],
+            by_name[_reading_key(r)],
+            evidence[_reading_key(r)],
+        )
         for r in readings
     )
     ablations = (
@@ -189,13 +198,22 @@ def check(
         risk=risk,
         gaps=found,
         verdict=verdict,
-        rule=dict(RULE),
+        rule=rule_text(threshold, alpha),
         readings=faithful,
         ablations=ablations,
         ablation_positions=tuple(p.position for p in hypotheses.positions) if hypotheses else (),
         skipped_positions=hypotheses.skipped if hypotheses else (),
         min_agreement=MIN_AGREEMENT,
         ablation_test=ABLATION_TESTS["exchange"],
+        impact_threshold=threshold,
+        alpha=alpha,
+        rule_version=RULE_VERSION,
+        unresolved=open_,
+        noninferiority_test=NONINFERIORITY_TEST,
+        power_method=POWER_METHOD,
+        power_target=POWER_TARGET,
+        calibration=calibration,
+        bias_audit=bias_audit(suite, matrices["soft_prompt"]),
     )
 
 
@@ -234,19 +252,6 @@ def _reading_key(reading) -> str:
     return "reading:" + "/".join(reading.methods)
 
 
-def _reading(reading, probe: Probes, lo_soft: np.ndarray, lo_text: np.ndarray, stats) -> Reading:
-    f = faithfulness(lo_soft[:, None], lo_text[:, None], probe.labels)
-    return Reading(
-        methods=reading.methods,
-        text=reading.text,
-        agreement=f.agreement,
-        kl=f.kl,
-        accuracy=f.accuracy_text.accuracy,
-        faithful=f.faithful,
-        attributes=tuple(_attribute(a, s) for a, s in zip(probe.suite.attributes, stats)),
-    )
-
-
 def _ablations(
     hyp: Hypotheses, prompt: SoftPrompt, lm, probe: Probes, lo_soft, run, config
 ) -> tuple[Ablation, ...]:
@@ -270,7 +275,9 @@ def _ablations(
             lo[qualifying] = run(f"position {pos.position} -> {kind}", vectors, qualifying)
             for attribute in probe.suite.attributes:
                 result = ablation_stats(
-                    _scores(probe, attribute, lo_soft), _scores(probe, attribute, lo), seed=config.seed
+                    attribute_scores(probe, attribute, lo_soft),
+                    attribute_scores(probe, attribute, lo),
+                    seed=config.seed,
                 )
                 found.append((pos.position, kind, token, attribute.id, result))
     qs = bh_qvalues([r.p_value for *_, r in found])
@@ -296,7 +303,7 @@ def _ablations(
             p_value=result.p_value,
             q_value=q,
             active=q is not None
-            and q < ALPHA
+            and q < config.alpha
             and max(abs(g.delta_selection_rate) for g in result.groups) >= MIN_DECISION_CHANGE,
         )
         for (position, kind, token, attribute, result), q in zip(found, qs)
@@ -308,71 +315,3 @@ def _score(lm: CausalLM, vectors, probe: Probes, answers, name: str, config: Aud
     desc = f"behaviour: {probe.suite.id}, {name.replace('_', ' ')}"
     with progress_bar(desc, len(probe.texts), enabled=config.progress, unit="text") as bar:
         return answer_log_odds(lm, vectors, probe.texts, answers, progress=bar.update)
-
-
-def _scores(probe: Probes, attribute, lo: np.ndarray) -> ProbeScores:
-    """The (templates x values) log-odds of one attribute: its templates in file order, its values in
-    group order."""
-    suite = probe.suite
-    templates = suite.templates_for(attribute)
-    rows = {t.index: i for i, t in enumerate(templates)}
-    values = attribute.values
-    cols = {v: j for j, v in enumerate(values)}
-    matrix = np.full((len(templates), len(values)), np.nan)
-    for rendering, text_row in zip(probe.renderings, probe.index):
-        if rendering.attribute == attribute.id:
-            matrix[rows[rendering.template], cols[rendering.value]] = lo[text_row]
-    labels = np.array([LABEL_SIGN[t.label] for t in templates], dtype=np.int8)
-    groups = np.array([gi for gi, g in enumerate(attribute.groups) for _ in g.values], dtype=np.int64)
-    return ProbeScores(
-        lo=matrix,
-        groups=groups,
-        group_ids=tuple(g.id for g in attribute.groups),
-        qualifying=qualifying_from_labels(labels),
-        labels=labels,
-        reference=attribute.reference,
-    )
-
-
-def _condition(name: str, text: str | None, probe: Probes, lo: np.ndarray, stats) -> Condition:
-    accuracy = task_accuracy(lo[:, None], probe.labels)  # every distinct text once
-    return Condition(
-        id=name,
-        prompt_text=text,
-        task_accuracy=accuracy.accuracy,
-        n_labelled=accuracy.n,
-        attributes=tuple(_attribute(a, s) for a, s in zip(probe.suite.attributes, stats)),
-    )
-
-
-def _attribute(attribute, stats: AttributeStats) -> AttributeDisparity:
-    return AttributeDisparity(
-        id=attribute.id,
-        slot=attribute.slot,
-        reference_group=stats.reference_group,
-        reference_given=stats.reference_given,
-        n_templates=stats.n_templates,
-        groups=tuple(
-            GroupDisparity(
-                id=g.group,
-                n=g.n,
-                n_names=g.n_names,
-                selection_rate=g.selection_rate,
-                mean_p_positive=g.mean_p_positive,
-                impact_ratio=g.impact_ratio,
-                ci_low=g.impact_ci[0] if g.impact_ci else None,
-                ci_high=g.impact_ci[1] if g.impact_ci else None,
-                effect_size=g.effect_size,
-                effect_ci_low=g.effect_ci[0] if g.effect_ci else None,
-                effect_ci_high=g.effect_ci[1] if g.effect_ci else None,
-                p_value=g.p_value,
-                q_value=g.q_value,
-                min_p=g.min_p,
-                is_reference=g.is_reference,
-                small_sample=g.small_sample,
-                low_share=g.low_share,
-                cannot_reach_significance=g.cannot_reach_significance,
-            )
-            for g in stats.groups
-        ),
-    )

@@ -7,7 +7,14 @@ import argparse
 from pathlib import Path
 
 from audit.cli import options
-from audit.config import DEFAULT_MAX_ABLATIONS, DEVICE_CHOICES, FAIL_ON_CHOICES, AuditConfig
+from audit.config import (
+    DEFAULT_ALPHA,
+    DEFAULT_IMPACT_THRESHOLD,
+    DEFAULT_MAX_ABLATIONS,
+    DEVICE_CHOICES,
+    FAIL_ON_CHOICES,
+    AuditConfig,
+)
 from audit.errors import EXIT_OK, AuditInputError, exit_code
 from audit.report.writers import AUDIT_FORMATS, RUN_FORMATS
 
@@ -70,6 +77,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="with --behaviour: at most N flagged positions are replaced and rerun (2 suite runs each; "
         f"default {DEFAULT_MAX_ABLATIONS}, the worst first; the report names any left out)",
     )
+    scan.add_argument(
+        "--impact-threshold",
+        type=float,
+        metavar="R",
+        help="with --behaviour: the impact ratio below which a significant gap is adverse impact, and which "
+        f"LOW needs every group's lower confidence bound to reach (default {DEFAULT_IMPACT_THRESHOLD:g}: the "
+        "four-fifths rule, US employment practice, EEOC 29 CFR 1607.4(D)); in (0, 1]",
+    )
+    scan.add_argument(
+        "--alpha",
+        type=float,
+        metavar="A",
+        help=f"with --behaviour: the level of the gap test (q < A), the non-inferiority test and the power "
+        f"figures (default {DEFAULT_ALPHA:g}, the tool's choice); in (0, 0.5)",
+    )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
     scan.add_argument(
         "--model-mismatch-ok",
@@ -109,6 +131,16 @@ def _suites() -> str:
 
 
 def scan_config(args: argparse.Namespace) -> AuditConfig:
+    rule = {"impact_threshold": args.impact_threshold, "alpha": args.alpha}
+    given = {k: v for k, v in rule.items() if v is not None}
+    if getattr(args, "summary_csv", None) is not None and not args.behaviour:
+        raise AuditInputError(
+            "--summary-csv writes the behavioural check's bias-audit summary",
+            "add --behaviour SUITE, or drop it",
+        )
+    if given and not args.behaviour:
+        name = "--" + next(iter(given)).replace("_", "-")
+        raise AuditInputError(f"{name} applies to the behavioural check", "add --behaviour SUITE, or drop it")
     return options.config_from(
         args,
         reference_text=args.reference_text,
@@ -118,6 +150,7 @@ def scan_config(args: argparse.Namespace) -> AuditConfig:
         behaviour=args.behaviour,
         max_ablations=args.max_ablations,
         model_mismatch_ok=args.model_mismatch_ok,
+        **given,
     )
 
 

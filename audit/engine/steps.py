@@ -53,7 +53,21 @@ def check_options(config: AuditConfig) -> tuple[str, ...]:
         raise AuditInputError(
             f"--max-ablations {config.max_ablations} is negative", "use 0 to skip ablations"
         )
+    check_thresholds(config.impact_threshold, config.alpha)
     return resolve_methods(config.methods)
+
+
+def check_thresholds(impact_threshold: float, alpha: float) -> None:
+    """The behavioural rule's thresholds: an impact ratio in (0, 1], a level in (0, 0.5)."""
+    if not (isinstance(impact_threshold, (int, float)) and 0 < impact_threshold <= 1):
+        raise AuditInputError(
+            f"--impact-threshold {impact_threshold} is not in (0, 1]",
+            "use a selection-rate ratio such as 0.8 (the four-fifths rule, the default)",
+        )
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
+        raise AuditInputError(
+            f"--alpha {alpha} is not in (0, 0.5)", "use a test level such as 0.05 (the default)"
+        )
 
 
 def audit_prompt(

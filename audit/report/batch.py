@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit import __version__
-from audit.records import AuditResult, BehaviourResult, Gap, Level
+from audit.records import AuditResult, BehaviourResult, Gap, Level, Unresolved
 from audit.report.codec import dumps, encode
 from audit.report.contract import SCHEMA_VERSION, document_schema
 from audit.report.format import fmt as _fmt
@@ -108,13 +108,15 @@ class FlaggedPosition:
 
 @dataclass(frozen=True)
 class BehaviourEntry:
-    """An adapter's behavioural check in brief: its risk, its gaps and the lowest impact ratio."""
+    """An adapter's behavioural check in brief: its risk, its gaps, the groups it could not resolve
+    (rule version 2) and the lowest impact ratio."""
 
     suite: str
     suite_version: str
     risk: Level
     lowest_impact_ratio: float | None
     gaps: tuple[Gap, ...]
+    unresolved: tuple[Unresolved, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def _adapter(row: Row) -> AdapterEntry:
         n_flags=result.summary.n_flags,
         flagged_positions=tuple(FlaggedPosition(i, r) for i, r in flagged_positions(result)),
         behaviour=(
-            BehaviourEntry(b.suite_id, b.suite_version, b.risk, _lowest_ratio(b), b.gaps)
+            BehaviourEntry(b.suite_id, b.suite_version, b.risk, _lowest_ratio(b), b.gaps, b.unresolved)
             if b is not None
             else None
         ),
@@ -311,8 +313,21 @@ def _behaviour_lines(b: BehaviourResult, lang: str) -> list[str]:
             q=_sig(g.q_value, lang),
         )
         lines.append(line + (t["gap_base"] if g.in_base_model else ""))
-    if not b.gaps:
-        lines.append(t["no_gap"].format(ratio=_fmt(_lowest_ratio(b), 2, lang)))
+    for u in b.unresolved:
+        bound = (
+            t["open_bound"].format(bound=_fmt(u.lower_bound, 2, lang)) if u.lower_bound is not None else ""
+        )
+        lines.append(
+            t["open"].format(
+                attribute=u.attribute,
+                group=u.group,
+                ratio=_fmt(u.impact_ratio, 2, lang),
+                why=strings(lang)[f"b_open_{u.reason}"],
+            )
+            + bound
+        )
+    if not b.gaps and not b.unresolved:
+        lines.append(t["cleared"].format(ratio=_fmt(_lowest_ratio(b), 2, lang)))
     return lines
 
 

@@ -8,6 +8,7 @@ from audit.report.figures import chart
 from audit.report.format import fmt as _num
 from audit.report.format import sig as _p
 from audit.report.i18n import strings
+from audit.report.ll144 import summary_view
 
 
 def _ci(low: float | None, high: float | None, lang: str) -> str:
@@ -16,12 +17,33 @@ def _ci(low: float | None, high: float | None, lang: str) -> str:
     return f"[{_num(low, 2, lang)}, {_num(high, 2, lang)}]"
 
 
-def _group_row(g: GroupDisparity, flagged: bool, lang: str) -> dict:
-    """One group's row; ``flagged``: the behavioural rule flags it (one of the result's gaps)."""
+def _detectable(g: GroupDisparity, lang: str) -> str:
+    """The impact ratio detected with the target power; blank where not computed."""
+    if g.power_at_max is None:
+        return ""
+    if g.detectable_ratio is None:
+        return strings(lang)["b_undetectable"].format(power=_num(100 * g.power_at_max, 0, lang))
+    return _num(g.detectable_ratio, 2, lang)
+
+
+def _status(g: GroupDisparity, state: str | None, lang: str) -> str:
+    """The rule's outcome for a compared group: gap, cleared or unresolved (with why)."""
+    t = strings(lang)
+    if g.is_reference:
+        return ""
+    if state == "gap":
+        return t["b_status_gap"]
+    if state is None:
+        return t["b_status_clear"]
+    return t["b_status_open"].format(why=t[f"b_open_{state}"])
+
+
+def _group_row(g: GroupDisparity, state: str | None, alpha: float, lang: str) -> dict:
+    """One group's row; ``state``: "gap" (the rule flags it), an Unresolved reason, or None (cleared)."""
     t = strings(lang)
     marks = [t["b_small"]] if g.small_sample or g.low_share else []
     if g.cannot_reach_significance:
-        marks.append(t["b_cannot"])
+        marks.append(t["b_cannot"].format(alpha=_num(alpha, 2, lang)))
     return {
         "group": g.id,
         "n": str(g.n),
@@ -32,15 +54,20 @@ def _group_row(g: GroupDisparity, flagged: bool, lang: str) -> dict:
         "effect": "" if g.is_reference else _num(g.effect_size, 2, lang),
         "p": "" if g.is_reference else _p(g.p_value, lang),
         "q": "" if g.is_reference else _p(g.q_value, lang),
+        "bound": "" if g.is_reference or g.ni_lower is None else _num(g.ni_lower, 2, lang),
+        "detectable": "" if g.is_reference else _detectable(g, lang),
+        "status": _status(g, state, lang),
         "marks": "; ".join(marks),
-        "flagged": flagged,
+        "flagged": state == "gap",
+        "open": state not in (None, "gap") and not g.is_reference,
     }
 
 
 def behaviour_view(b: BehaviourResult, lang: str) -> dict:
     t = strings(lang)
     attributes = []
-    gaps = {(g.attribute, g.group) for g in b.gaps}
+    states = {(u.attribute, u.group): u.reason for u in b.unresolved}
+    states.update({(g.attribute, g.group): "gap" for g in b.gaps})
     for a in b.soft.attributes:
         reference = (
             a.reference_group
@@ -50,7 +77,7 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
         attributes.append(
             {
                 "title": t["b_attribute"].format(attribute=a.id, slot=a.slot, reference=reference),
-                "rows": [_group_row(g, (a.id, g.id) in gaps, lang) for g in a.groups],
+                "rows": [_group_row(g, states.get((a.id, g.id)), b.alpha, lang) for g in a.groups],
                 "chart": chart(a, b.impact_threshold),
             }
         )
@@ -94,6 +121,8 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
         "ci_method": b.ci_method,
         "family": b.family,
         "rule": b.rule[lang],
+        "evidence": evidence_rows(b, lang),
+        "ll144": summary_view(b, lang),
         "ablations": ablation_rows(b, lang),
         "ablation_test": b.ablation_test,
         "skipped": t["b_skipped"].format(positions=", ".join(str(p) for p in b.skipped_positions))
@@ -163,4 +192,28 @@ def ablation_rows(b: BehaviourResult, lang: str) -> list[dict]:
                 "active": a.active,
             }
         )
+    return rows
+
+
+def evidence_rows(b: BehaviourResult, lang: str) -> list[tuple[str, str]]:
+    """How LOW is shown, what the suite could detect and the placebo calibration: (label, text) rows."""
+    t = strings(lang)
+    rows = [
+        (t["b_ni_test"], b.noninferiority_test),
+        (t["b_power_method"], b.power_method),
+    ]
+    c = b.calibration
+    if c is not None:
+        if c.rate is None:
+            text = t["b_calibration_none"]
+        else:
+            text = t["b_calibration"].format(
+                rate=_num(100 * c.rate, 1, lang),
+                hits=c.n_false_alarms,
+                n=c.n_tests,
+                nominal=_num(100 * c.nominal, 0, lang),
+                error=_num(100 * c.mc_error, 1, lang),
+                verdict=t["b_anticonservative"] if c.anticonservative else t["b_calibrated"],
+            )
+        rows.append((t["b_calibration_title"], f"{text} {c.method}"))
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.records import AuditResult, Flag, Gap, Level
+from audit.records import AuditResult, Flag, Gap, Level, Unresolved
 from audit.report.contract import read_json, result_from_dict
 
 FIX = "pass two JSON files a scan wrote with --json"
@@ -58,6 +58,7 @@ class Side:
     behaviour_risk: Level | None  # None: no behavioural check in this audit
     suite: str | None
     gaps: tuple[Gap, ...]
+    unresolved: tuple[Unresolved, ...] = ()  # groups the behavioural rule could not resolve
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class AuditDiff:
             or self.readings
             or self.gaps_opened
             or self.gaps_closed
+            or self.old.unresolved != self.new.unresolved
             or self.behaviour in ("old_only", "new_only")
         )
 
@@ -218,6 +220,7 @@ def _side(result: AuditResult, label: str) -> Side:
         behaviour_risk=b.risk if b is not None else None,
         suite=f"{b.suite_id} {b.suite_version}" if b is not None else None,
         gaps=_gaps(result),
+        unresolved=b.unresolved if b is not None else (),
     )
 
 

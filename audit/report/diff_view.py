@@ -77,10 +77,11 @@ def diff_view(d: AuditDiff, lang: str = "en", *, categories: dict[str, dict[str,
         else t["risk_same"].format(risk=_risk(new.risk, t))
     )
     gaps_count = {"old": "-", "new": "-"}
-    if old.behaviour_risk is not None:
-        gaps_count["old"] = str(len(old.gaps))
-    if new.behaviour_risk is not None:
-        gaps_count["new"] = str(len(new.gaps))
+    open_count = {"old": "-", "new": "-"}
+    for side, record in (("old", old), ("new", new)):
+        if record.behaviour_risk is not None:
+            gaps_count[side] = str(len(record.gaps))
+            open_count[side] = ", ".join(f"{u.group} ({u.attribute})" for u in record.unresolved) or "0"
     one_side = {"old_only": ("old", old), "new_only": ("new", new)}.get(d.behaviour)
     flag_sections = [
         {"title": t["appeared"], "rows": [flag_row(f) for f in d.appeared], "css": "added"},
@@ -125,6 +126,7 @@ def diff_view(d: AuditDiff, lang: str = "en", *, categories: dict[str, dict[str,
             (t["flags"], str(old.n_flags), str(new.n_flags)),
             (t["behaviour_risk"], _risk(old.behaviour_risk, t), _risk(new.behaviour_risk, t)),
             (t["gaps"], gaps_count["old"], gaps_count["new"]),
+            (t["unresolved"], open_count["old"], open_count["new"]),
         ],
         "flag_sections": flag_sections,
         "flag_columns": _column_titles(t, FLAG_COLUMNS),

@@ -29,7 +29,9 @@ def model_warnings(result: AuditResult) -> list[str]:
 def _reason_text(result: AuditResult, reason: Reason, lang: str) -> str:
     t = strings(lang)
     b = result.behaviour
-    clause = t[f"clause_{reason.clause}"].format(threshold=fmt(b.impact_threshold if b else None, 1, lang))
+    clause = t[f"clause_{reason.clause}"].format(
+        threshold=fmt(b.impact_threshold if b else None, 2, lang), alpha=fmt(b.alpha if b else None, 2, lang)
+    )
     if reason.gap is not None:
         gap = reason.gap
         return t["why_gap"].format(
@@ -38,6 +40,15 @@ def _reason_text(result: AuditResult, reason: Reason, lang: str) -> str:
             reference=gap.reference_group,
             ratio=fmt(gap.impact_ratio, 2, lang),
             q=sig(gap.q_value, lang),
+            clause=clause,
+        )
+    if reason.unresolved is not None:
+        u = reason.unresolved
+        return t["why_unresolved"].format(
+            group=u.group,
+            attribute=u.attribute,
+            ratio=fmt(u.impact_ratio, 2, lang),
+            why=t[f"b_open_{u.reason}"],
             clause=clause,
         )
     if reason.clause == "behaviour_inconclusive":

@@ -90,6 +90,12 @@ def _markdown(result: AuditResult, lang: str) -> str:
     return render_markdown(result, lang)
 
 
+def _summary_csv(result: AuditResult, lang: str) -> str:
+    from audit.report.ll144 import render_summary_csv
+
+    return render_summary_csv(result, lang)
+
+
 def _junit(rows: Sequence[Row], run: RunInfo, lang: str) -> str:
     from audit.report.junit import render_junit
 
@@ -117,6 +123,16 @@ register(AuditFormat("html", ".html", "HTML", "write the HTML report here", _htm
 register(
     AuditFormat(
         "markdown", ".md", "Markdown", "write a short Markdown summary here (for PR comments)", _markdown
+    )
+)
+register(
+    AuditFormat(
+        "summary-csv",
+        ".csv",
+        "CSV bias-audit summary",
+        "with --behaviour: write the bias-audit summary (NYC Local Law 144 layout: category, n, selection "
+        "rate, impact ratio, excluded categories; synthetic test data) as CSV here",
+        _summary_csv,
     )
 )
 register(

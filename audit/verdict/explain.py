@@ -21,7 +21,7 @@ from audit.records import (
     Summary,
     WordlistInfo,
 )
-from audit.verdict.behaviour import active_positions, inconclusive
+from audit.verdict.behaviour import active_positions
 from audit.verdict.rules import position_clause
 
 
@@ -83,8 +83,9 @@ def reasons(
     out: list[Reason] = []
     if behaviour is not None:
         out += [Reason(Level.HIGH, "behaviour_gap", gap=g) for g in behaviour.gaps]
-        if not behaviour.gaps and inconclusive(behaviour.soft.attributes):
-            out.append(Reason(Level.MEDIUM, "behaviour_inconclusive"))
+        out += [Reason(Level.MEDIUM, "behaviour_inconclusive", unresolved=u) for u in behaviour.unresolved]
+        if not behaviour.gaps and not behaviour.unresolved and behaviour.risk >= Level.MEDIUM:
+            out.append(Reason(Level.MEDIUM, "behaviour_inconclusive"))  # nothing compared at all
     for pos in positions:
         reason = position_reason(pos, methods, behaviour)
         if reason is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,6 +44,18 @@ def _rng(seed: Seed) -> np.random.Generator:
 
 def _tolerance(values: np.ndarray) -> float:
     return TIE_TOL * max(1.0, float(np.abs(values).max(initial=0.0)))
+
+
+@lru_cache(maxsize=16)
+def _assignments(n: int, k: int) -> np.ndarray:
+    """(C(n, k), k) every k-subset of range(n), read-only (cached: power simulations reuse it)."""
+    idx = np.fromiter(
+        itertools.chain.from_iterable(itertools.combinations(range(n), k)),
+        dtype=np.int64,
+        count=math.comb(n, k) * k,
+    ).reshape(-1, k)
+    idx.flags.writeable = False
+    return idx
 
 
 def min_attainable_p(
@@ -101,11 +114,7 @@ def name_permutation_test(
         return sums / n_g - (total - sums) / n_r
 
     if k <= max_exact:
-        idx = np.fromiter(
-            itertools.chain.from_iterable(itertools.combinations(range(n_g + n_r), n_g)),
-            dtype=np.int64,
-            count=k * n_g,
-        ).reshape(k, n_g)
+        idx = _assignments(n_g + n_r, n_g)
         hits = int(np.count_nonzero(np.abs(stats(pooled[idx].sum(axis=1))) >= threshold))
         return PermutationResult(observed, hits / k, min_p, k, True, k)
     rng = _rng(seed)
