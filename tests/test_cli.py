@@ -129,6 +129,13 @@ def _bad_inputs(tmp_path, tiny_model_dir):
             "--alpha applies to the behavioural check",
         )
     )
+    cases.append(
+        (
+            "summary csv without behaviour",
+            [good, "--model", tiny_model_dir, "--summary-csv", tmp_path / "s.csv"],
+            "--summary-csv writes the behavioural check's bias-audit summary",
+        )
+    )
     fake_gguf = tmp_path / "fake.gguf"
     fake_gguf.write_bytes(b"GGUF but not really")
     cases.append(("corrupt gguf", [good, "--model", fake_gguf], "not a readable GGUF file"))

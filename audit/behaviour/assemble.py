@@ -23,7 +23,6 @@ from audit.behaviour.suite import Rendering, Suite, render, unique_texts
 from audit.records import (
     AttributeDisparity,
     Calibration,
-    Category,
     CategoryTable,
     Condition,
     GroupDisparity,
@@ -197,20 +196,7 @@ def _table(table_id: str, attributes: tuple[str, ...], m: ProbeScores, members) 
         id=table_id,
         attributes=attributes,
         most_selected=best,
-        categories=tuple(
-            Category(
-                c.name,
-                c.groups,
-                c.n,
-                c.n_names,
-                c.share,
-                c.selection_rate,
-                c.impact_ratio,
-                c.excluded,
-                c.small_sample,
-            )
-            for c in rows
-        ),
+        categories=rows,
         n_excluded=sum(c.excluded for c in rows),
         n_unknown=0,
     )

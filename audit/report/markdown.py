@@ -51,63 +51,42 @@ def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) 
 def _behaviour(b: dict, t: dict) -> list[str]:
     """The behavioural check: verdict, suite, and the soft prompt's table per attribute."""
     lines = [f"### {_md(t['b_title'])}", "", _md(b["verdict"]), "", _md(f"{t['b_suite']}: {b['suite']}"), ""]
-    header = [
-        t["b_group"],
-        t["b_n"],
-        t["b_selection_rate"],
-        t["b_impact_ratio"],
-        t["b_ci"],
-        t["b_q"],
-        t["b_bound"],
-        t["b_detectable"],
-        t["b_status"],
-    ]
+    group_columns = {
+        "group": "b_group",
+        "n": "b_n",
+        "selection_rate": "b_selection_rate",
+        "impact_ratio": "b_impact_ratio",
+        "ci": "b_ci",
+        "q": "b_q",
+        "bound": "b_bound",
+        "detectable": "b_detectable",
+        "status": "b_status",
+    }
     for a in b["attributes"]:
-        lines += [f"**{_md(a['title'])}**", ""]
-        lines.append("| " + " | ".join(_md(h) for h in header) + " |")
-        lines.append("|" + "---|" * len(header))
-        for r in a["rows"]:
-            cells = [
-                r["group"],
-                r["n"],
-                r["selection_rate"],
-                r["impact_ratio"],
-                r["ci"],
-                r["q"],
-                r["bound"],
-                r["detectable"],
-                r["status"],
-            ]
-            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-        lines.append("")
+        lines += [f"**{_md(a['title'])}**", "", *_table(group_columns, a["rows"], t), ""]
     lines += [_md(t["b_columns"]), ""]
     if b["ll144"]:
         lines += [f"**{_md(t['b_ll144_title'])}**", "", _md(t["b_ll144_intro"]), ""]
-        head = [
-            t["b_category"],
-            t["b_n"],
-            t["b_names"],
-            t["b_share"],
-            t["b_selection_rate"],
-            t["b_impact_ratio"],
-            "",
-        ]
+        category_columns = {
+            "category": "b_category",
+            "n": "b_n",
+            "names": "b_names",
+            "share": "b_share",
+            "selection_rate": "b_selection_rate",
+            "impact_ratio": "b_impact_ratio",
+            "marks": None,
+        }
         for table in b["ll144"]:
-            lines += [f"*{_md(table['title'])}*", "", "| " + " | ".join(_md(h) for h in head) + " |"]
-            lines.append("|" + "---|" * len(head))
-            for r in table["rows"]:
-                cells = [
-                    r["category"],
-                    r["n"],
-                    r["names"],
-                    r["share"],
-                    r["selection_rate"],
-                    r["impact_ratio"],
-                    r["marks"],
-                ]
-                lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+            lines += [f"*{_md(table['title'])}*", "", *_table(category_columns, table["rows"], t)]
             lines += ["", _md(table["note"]), ""]
     return lines
+
+
+def _table(columns: dict[str, str | None], rows: list[dict], t: dict) -> list[str]:
+    """A Markdown table: ``columns`` maps each row key to its header string's key (None: no header)."""
+    head = [t[k] if k else "" for k in columns.values()]
+    lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(_md(r[k]) for k in columns) + " |" for r in rows]
 
 
 def _md(value: object) -> str:

@@ -26,11 +26,18 @@ def model_warnings(result: AuditResult) -> list[str]:
 # The top of the report: why, what was checked, low coverage
 
 
+def _g(value: float | None, lang: str) -> str:
+    """A threshold as written (0.8, 0.05), decimal comma in Spanish."""
+    if value is None:
+        return strings(lang)["b_na"]
+    return f"{value:g}".replace(".", ",") if lang == "es" else f"{value:g}"
+
+
 def _reason_text(result: AuditResult, reason: Reason, lang: str) -> str:
     t = strings(lang)
     b = result.behaviour
     clause = t[f"clause_{reason.clause}"].format(
-        threshold=fmt(b.impact_threshold if b else None, 2, lang), alpha=fmt(b.alpha if b else None, 2, lang)
+        threshold=_g(b.impact_threshold if b else None, lang), alpha=_g(b.alpha if b else None, lang)
     )
     if reason.gap is not None:
         gap = reason.gap

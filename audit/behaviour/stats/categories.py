@@ -8,40 +8,11 @@ Descriptive: no test, no interval. Rates are over the qualifying templates (as e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from audit.behaviour.stats.scores import MIN_RENDERINGS, MIN_SHARE, impact_ratio
-
-
-@dataclass(frozen=True)
-class CategoryStats:
-    """One category of a table.
-
-    Attributes:
-        name: ``maghreb`` or ``maghreb x female``.
-        groups: the group of each crossed attribute, in the table's attribute order.
-        n: qualifying renderings (qualifying templates x the category's values).
-        n_names: the category's values.
-        share: n / the table's qualifying renderings.
-        selection_rate: share of the n renderings decided positive (log-odds > 0).
-        impact_ratio: selection rate / the most selected category's (None when excluded, or when that rate
-            is 0).
-        excluded: share below ``min_share``: left out of the impact ratios (LL144 allows it for categories
-            under 2 % of the data).
-        small_sample: n below ``min_n``.
-    """
-
-    name: str
-    groups: tuple[str, ...]
-    n: int
-    n_names: int
-    share: float
-    selection_rate: float
-    impact_ratio: float | None
-    excluded: bool
-    small_sample: bool
+from audit.records_behaviour import Category
 
 
 def category_table(
@@ -50,7 +21,7 @@ def category_table(
     *,
     min_share: float = MIN_SHARE,
     min_n: int = MIN_RENDERINGS,
-) -> tuple[tuple[CategoryStats, ...], str | None]:
+) -> tuple[tuple[Category, ...], str | None]:
     """Rates and impact ratios of the categories ``members`` over one attribute's log-odds.
 
     Args:
@@ -58,7 +29,9 @@ def category_table(
         members: per category, (its groups, a (V,) bool mask of its columns); categories with no column
             are left out.
     Returns:
-        the categories in the order given, and the name of the most selected one that is not excluded
+        the categories (``Category`` records: impact ratio against the most selected category, None when
+        excluded (share below ``min_share``) or when that rate is 0; ``small_sample`` under ``min_n``
+        renderings) in the order given, and the name of the most selected one that is not excluded
         (ties: the first), None when every category is excluded.
     """
     lo = np.asarray(lo_qualifying, dtype=np.float64)
@@ -76,7 +49,7 @@ def category_table(
     kept = [r for r in rows if r[3] >= min_share]
     best = max(kept, key=lambda r: r[4]) if kept else None  # max keeps the first of equal rates
     out = tuple(
-        CategoryStats(
+        Category(
             name=" x ".join(groups),
             groups=groups,
             n=n,
