@@ -14,6 +14,7 @@ import pytest
 
 from audit.cli import main
 from audit.records import Level
+from audit.report.contract import SCHEMA_VERSION
 from audit.report.diff import diff_audits, read_pair
 from audit.report.diff_render import render_diff_markdown
 from audit.report.i18n import DIFF_STRINGS as STRINGS
@@ -241,10 +242,11 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"name": "something else"}', encoding="utf-8")
     summary_like = tmp_path / "summary.json"
-    summary_like.write_text('{"schema_version": "2", "adapters": []}', encoding="utf-8")
+    summary_like.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "adapters": []}), encoding="utf-8")
     truncated = _edited(tmp_path, WAYWARD, "truncated.json", lambda d: d["positions"][0].pop("risk"))
     v1 = _edited(tmp_path, WAYWARD, "v1.json", lambda d: d.update(schema_version="1"))
-    v3 = _edited(tmp_path, BASELINE, "v3.json", lambda d: d.update(schema_version="3"))
+    later = str(int(SCHEMA_VERSION) + 1)
+    v_next = _edited(tmp_path, BASELINE, "next.json", lambda d: d.update(schema_version=later))
     cases = [
         ([tmp_path / "missing.json", WAYWARD], "does not exist"),
         ([BASELINE, tmp_path], "is a directory"),
@@ -253,8 +255,14 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
         ([summary_like, WAYWARD], "is not a prompt-audit result (no prompt"),
         ([BASELINE, truncated], "is not a complete prompt-audit result (positions[0].risk: missing"),
         # another schema version is refused, named, with the fix: no reading across versions
-        ([BASELINE, v1], "v1.json has schema_version '1'; this prompt-audit reads '2': rerun the scan"),
-        ([v3, WAYWARD], "v3.json has schema_version '3'; this prompt-audit reads '2': rerun the scan"),
+        (
+            [BASELINE, v1],
+            f"v1.json has schema_version '1'; this prompt-audit reads '{SCHEMA_VERSION}': rerun the scan",
+        ),
+        (
+            [v_next, WAYWARD],
+            f"next.json has schema_version '{later}'; this prompt-audit reads '{SCHEMA_VERSION}': rerun",
+        ),
     ]
     out_md, out_html = tmp_path / "out.md", tmp_path / "out.html"
     for paths, fragment in cases:
@@ -274,7 +282,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     copy = _edited(tmp_path, WAYWARD, "copy.json", lambda d: None)
     code, _, err = run(["diff", BASELINE, copy, "--html", copy, "--force"], capsys)
     _one_line_error(code, err, "is one of the audits compared")
-    assert json.loads(copy.read_text(encoding="utf-8"))["schema_version"] == "2"
+    assert json.loads(copy.read_text(encoding="utf-8"))["schema_version"] == SCHEMA_VERSION
     code, _, err = run(["diff", BASELINE, WAYWARD, "--fail-on-new", "never"], capsys)
     _one_line_error(code, err, "invalid choice")
 

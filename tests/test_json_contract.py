@@ -236,7 +236,9 @@ def test_another_schema_version_exits_2_naming_it(tmp_path, capsys, results):
     old.write_text(json.dumps({**data, "schema_version": "1"}), encoding="utf-8")
     assert main(["render", str(old), "--html", str(tmp_path / "x.html")]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "has schema_version '1'; this prompt-audit reads '2'" in lines[0]
+    assert (
+        len(lines) == 1 and f"has schema_version '1'; this prompt-audit reads '{SCHEMA_VERSION}'" in lines[0]
+    )
     assert "rerun the scan" in lines[0] and not (tmp_path / "x.html").exists()
 
 
