@@ -82,11 +82,11 @@ class VocabStats:
             precision=self.precision.to(device),
         )
 
-    @property
+    @cached_property
     def median_nn_distance(self) -> float:
         return float(self.nn_distances.median())
 
-    @property
+    @cached_property
     def median_token_norm(self) -> float:
         return float(self.token_norms[self.valid].median())
 
