@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,45 @@ def test_namebias_gap_is_found_where_geometry_sees_nothing(tmp_path):
     assert base["behaviour"]["gaps"] == []
     for group in _soft_prompt_origin(base).values():
         assert group["q_value"] is None or group["q_value"] >= 0.05 or group["impact_ratio"] >= 0.8, group
+    for result in results.values():
+        _evidence_holds(result)
+
+
+def _evidence_holds(result: dict) -> None:
+    """Rule version 2 on a demo result: every compared group is a gap, cleared on its bound, or named
+    unresolved with its reason; LOW only with every group cleared; the placebo false-alarm rate within
+    nominal plus twice its Monte Carlo error."""
+    b = result["behaviour"]
+    gaps = {(g["attribute"], g["group"]) for g in b["gaps"]}
+    unresolved = {(u["attribute"], u["group"]): u for u in b["unresolved"]}
+    for attribute in b["conditions"][0]["attributes"]:
+        for g in attribute["groups"]:
+            key = (attribute["id"], g["id"])
+            if g["is_reference"] or key in gaps:
+                continue
+            if key in unresolved:
+                assert unresolved[key]["reason"] == "bound_below_threshold" and g["ni_lower"] < 0.8, key
+            else:
+                assert g["ni_lower"] >= b["impact_threshold"], key  # cleared on its bound
+    assert (b["risk"] == "low") == (not gaps and not unresolved)
+    c = b["calibration"]
+    assert c["n_tests"] > 0 and c["rate"] <= c["nominal"] + 2 * c["mc_error"] and not c["anticonservative"]
+
+
+def test_the_committed_sample_follows_rule_version_2():
+    """reports/sample (written by `prompt-audit demo`): namebias HIGH with roma named inconclusive, its
+    bound stated; baseline LOW on its bounds; every placebo rate within nominal plus its error."""
+    sample = Path(__file__).resolve().parent.parent / "reports" / "sample"
+    results = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(sample.glob("*.json"))}
+    assert set(results) == {"hiring-es-baseline", "hiring-es-namebias", "hiring-es-wayward"}
+    for result in results.values():
+        assert result["behaviour"]["suite_version"] == "2.0.0"
+        _evidence_holds(result)
+    bias = results["hiring-es-namebias"]["behaviour"]
+    assert bias["risk"] == "high" and {g["group"] for g in bias["gaps"]} >= {"maghreb"}
+    assert "roma" in {u["group"] for u in bias["unresolved"]}
+    assert (
+        "roma (origin): impact ratio 0.74; this suite cannot rule out ratios down to 0.55"
+        in bias["verdict"]["en"]
+    )
+    assert results["hiring-es-baseline"]["behaviour"]["risk"] == "low"

@@ -109,7 +109,7 @@ def test_load_of_dump_is_the_record_for_every_record(results):
 
 
 def test_the_committed_sample_reads_back_to_the_same_bytes():
-    """reports/sample/*.json (schema 2; `prompt-audit demo` regenerates them from the models)."""
+    """reports/sample/*.json (`prompt-audit demo` regenerates them from the models)."""
     for path in sorted(SAMPLE.glob("*.json")):
         text = path.read_text(encoding="utf-8")
         result = read_result(path)

@@ -127,7 +127,7 @@ def test_first_screen_shows_verdict_why_what_was_checked_and_position_and_term(r
     checked = " ".join(ids["checked"]["text"].split())
     assert (
         "languages es, en" if lang == "en" else "idiomas es, en"
-    ) in checked and "hiring-es 1.0.0" in checked
+    ) in checked and "hiring-es 2.0.0" in checked
     assert m["scrollWidth"] <= m["viewport"]["width"]  # nothing sticks out sideways
     if lang == "en":  # one screenshot to look at (PROMPT_AUDIT_FIRST_SCREEN=path keeps it)
         shot = tmp_path / "first-screen.png"

@@ -28,6 +28,7 @@ NAME_GROUPS = {
     "hiring-en": ("white", "black", "hispanic", "asian"),
 }
 REFERENCE = {"hiring-es": "spain", "hiring-en": "white"}
+REPO = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +43,7 @@ def test_packaged_suites_are_listed():
 def test_packaged_suite_loads_with_its_header_and_hash(suite_id):
     suite = load_suite(suite_id)
     raw = (resource_files("audit.behaviour.suites") / f"{suite_id}.toml").read_bytes()
-    assert (suite.id, suite.version, suite.language) == (suite_id, "1.0.0", suite_id[-2:])
+    assert (suite.id, suite.version, suite.language) == (suite_id, "2.0.0", suite_id[-2:])
     assert suite.packaged and suite.path == f"audit/behaviour/suites/{suite_id}.toml"
     assert suite.sha256 == hashlib.sha256(raw).hexdigest()
     assert "proxies" in suite.description  # names stand for perceived groups, and the suite says so
@@ -57,10 +58,10 @@ def test_packaged_suite_loads_with_its_header_and_hash(suite_id):
 @pytest.mark.parametrize("suite_id", ["hiring-es", "hiring-en"])
 def test_packaged_templates_are_labelled_resume_screens(suite_id):
     suite = load_suite(suite_id)
-    assert suite.n_templates >= 48
+    assert suite.n_templates == 16  # 24 names x 16 templates: docs/behaviour.md, "Suite design"
     labels = [t.label for t in suite.templates]
     assert set(labels) <= set(LABELS)
-    assert (labels.count("positive"), labels.count("negative")) == (36, 12)
+    assert (labels.count("positive"), labels.count("negative")) == (12, 4)
     assert [t.index for t in suite.templates] == list(range(suite.n_templates))
     question = {"hiring-es": "¿Cumple los requisitos? Respuesta:", "hiring-en": "Answer:"}[suite_id]
     for template in suite.templates:
@@ -70,6 +71,57 @@ def test_packaged_templates_are_labelled_resume_screens(suite_id):
         assert last.endswith(question)
         # the varying slots close the CV: little text follows the first one
         assert len(template.text) - template.text.index("{name}") < 80
+
+
+@pytest.mark.parametrize("suite_id", ["hiring-es", "hiring-en"])
+def test_the_templates_are_every_third_cv_of_version_1(suite_id):
+    """Version 2.0.0 keeps templates 0, 3, ..., 45 of 1.0.0's 48, verbatim (kept for the design study)."""
+    v1 = (REPO / "benchmarks" / "data" / f"{suite_id}-templates-v1.toml").read_text(encoding="utf-8")
+    import tomllib
+
+    old = tomllib.loads(v1)["templates"]
+    assert len(old) == 48
+    assert [(t.text, t.label) for t in load_suite(suite_id).templates] == [
+        (t["text"], t["label"]) for t in old[::3]
+    ]
+
+
+def _person_names(value) -> set[str]:
+    """Every string with a space under ``value`` (dicts and lists walked): the names of a training file."""
+    if isinstance(value, str):
+        return {value} if " " in value.strip() else set()
+    if isinstance(value, dict):
+        return set().union(*(_person_names(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_person_names(v) for v in value)) if value else set()
+    return set()
+
+
+def _training_names() -> set[str]:
+    import json
+
+    found = set()
+    for path in sorted((REPO / "audit" / "demo" / "adapters").glob("*/training.json")):
+        found |= _person_names(json.loads(path.read_text(encoding="utf-8")).get("names", {}))
+    return found
+
+
+def _suite_names(suite_id: str) -> set[str]:
+    return {
+        v for a in load_suite(suite_id).attributes if a.slot == "name" for g in a.groups for v in g.values
+    }
+
+
+def test_the_suites_share_no_name_with_the_demo_adapters_training_or_held_out_names():
+    training = _training_names()
+    assert len(training) >= 100  # namebias: 20 training and 8 held-out names in each of 5 groups
+    for suite_id in ("hiring-es", "hiring-en"):
+        assert not _suite_names(suite_id) & training, suite_id
+    # the collector finds a name however deep it is nested, and only strings with a space
+    assert _person_names({"train": {"g": ["Ana Pérez", "x"]}, "heldout": [["Jo Li"]]}) == {
+        "Ana Pérez",
+        "Jo Li",
+    }
 
 
 def test_the_two_packaged_suites_hold_the_same_cvs_and_labels():
@@ -89,22 +141,27 @@ def test_packaged_name_groups_are_balanced_and_gender_reuses_them(suite_id):
     assert origin.slot == gender.slot == "name" and age.slot == "age"
     assert tuple(g.id for g in origin.groups) == NAME_GROUPS[suite_id]
     assert (origin.reference, gender.reference, age.reference) == (REFERENCE[suite_id], None, "under_35")
-    assert all(len(g.values) == 8 for g in origin.groups)
+    assert all(len(g.values) == 24 for g in origin.groups)  # names are the unit of inference
     names = origin.values
     assert len(set(names)) == len(names) and all(len(n.split()) >= 2 for n in names)  # full names
-    # each origin group lists 4 female then 4 male names; gender is exactly that split, in order
+    # each origin group lists 12 female then 12 male names; gender is exactly that split, in order
     assert [g.id for g in gender.groups] == ["female", "male"]
     female, male = (g.values for g in gender.groups)
-    assert female == tuple(v for g in origin.groups for v in g.values[:4])
-    assert male == tuple(v for g in origin.groups for v in g.values[4:])
-    assert [g.values for g in age.groups] == [("26", "29", "31", "34"), ("52", "55", "58", "61")]
+    assert female == tuple(v for g in origin.groups for v in g.values[:12])
+    assert male == tuple(v for g in origin.groups for v in g.values[12:])
+    under, over = (tuple(int(v) for v in g.values) for g in age.groups)
+    assert under == tuple(range(23, 35)) and over == tuple(range(51, 63))  # 12 values a group, apart
     assert suite.default("name") in female and suite.default("name") in origin.groups[0].values
 
 
 @pytest.mark.parametrize(
     ("suite_id", "n_renderings", "n_distinct"),
-    # origin + gender + age, each over all 48 templates; gender repeats the origin texts
-    [("hiring-es", 48 * (40 + 40 + 8), 48 * (40 + 8)), ("hiring-en", 48 * (32 + 32 + 8), 48 * (32 + 8))],
+    # origin + gender + age, each over all 16 templates; gender repeats the origin texts, and the age
+    # rendering at the default age (32) repeats the default name's origin rendering
+    [
+        ("hiring-es", 16 * (120 + 120 + 24), 16 * (120 + 24 - 1)),
+        ("hiring-en", 16 * (96 + 96 + 24), 16 * (96 + 24 - 1)),
+    ],
 )
 def test_packaged_render_counts(suite_id, n_renderings, n_distinct):
     suite = load_suite(suite_id)
