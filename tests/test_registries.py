@@ -49,6 +49,7 @@ NPY_FORMAT = ModelFormat(
     load_causal_lm=lambda files, *, progress: _no_causal_lm(files),
     check_causal=_no_causal_lm,
     weights_key=lambda files: sha256_file(files.path / "rows.npy"),
+    parameters=lambda files: _no_causal_lm(files),
 )
 
 

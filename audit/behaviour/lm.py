@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from audit.behaviour.memory import check_model_fits
 from audit.errors import AuditInputError
 from audit.inputs.causal import NOT_CAUSAL_FIX, causal_class_names
 
@@ -117,6 +118,7 @@ def load_causal_lm(
     t0 = time.perf_counter()
     from audit.inputs.formats import model_format
 
+    check_model_fits(files, dev)
     fmt = model_format(files)
     with _transformers_bars(progress):
         model, tokenizer, converted = fmt.load_causal_lm(files, progress=progress)

@@ -64,13 +64,16 @@ from audit.verdict.behaviour import (
 
 
 def preflight(config: AuditConfig, model_spec: str) -> None:
-    """What can be refused before any work: the suite (validated), and an HF model whose config is not a
-    causal LM (a GGUF is checked when loaded)."""
+    """What can be refused before any work: the suite (validated), an HF model whose config is not a
+    causal LM (a GGUF is checked when loaded), and a model that cannot fit in the device's memory."""
+    from audit.behaviour.lm import select_device
+    from audit.behaviour.memory import check_model_fits
     from audit.inputs.formats import model_format
 
     load_suite(config.behaviour)
     files = resolve_model(model_spec)
     model_format(files).check_causal(files)
+    check_model_fits(files, select_device(config.device))
 
 
 def check(

@@ -180,5 +180,36 @@ def check_hf_causal(files: ModelFiles) -> None:
     check_causal_config(read_config(files.path), files.spec)
 
 
+def hf_parameters(files: ModelFiles) -> int:
+    """Parameters of an HF folder's causal LM, from its config.json alone."""
+    from audit.behaviour.memory import config_parameters
+
+    return config_parameters(read_config(files.path))
+
+
+def gguf_parameters(files: ModelFiles) -> int:
+    """Elements of every tensor of a GGUF file (its parameters), memoised per file content: reading the
+    tensor table means parsing the whole metadata (seconds for a 262k-token vocabulary)."""
+    import gguf
+
+    def count() -> str:
+        try:
+            reader = gguf.GGUFReader(str(files.path))
+        except Exception as exc:
+            problem = f"{files.path} is not a readable GGUF file ({exc})"
+            raise AuditInputError(problem, "check the file") from exc
+        return str(sum(int(t.n_elements) for t in reader.tensors))
+
+    text = get_or_build(
+        "hashes",
+        f"{gguf_key(files.path)}-parameters",
+        build=count,
+        save=save_text,
+        load=lambda path: str(int(path.read_text(encoding="ascii").strip())),  # damaged: rebuilt
+        suffix=".txt",
+    )
+    return int(text)
+
+
 def check_gguf_causal(files: ModelFiles) -> None:
     """A GGUF file is checked when loaded (its architecture is in the file's metadata)."""

@@ -199,5 +199,6 @@ FORMAT = ModelFormat(
     load_vocabulary=load,
     load_causal_lm=causal.load_gguf_lm,
     check_causal=causal.check_gguf_causal,
+    parameters=causal.gguf_parameters,
     weights_key=lambda files: causal.gguf_key(files.path),
 )

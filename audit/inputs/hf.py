@@ -173,5 +173,6 @@ FORMAT = ModelFormat(
     load_vocabulary=load,
     load_causal_lm=causal.load_hf_lm,
     check_causal=causal.check_hf_causal,
+    parameters=causal.hf_parameters,
     weights_key=causal.hf_weights_key,
 )

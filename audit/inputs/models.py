@@ -44,6 +44,8 @@ class ModelFormat:
         check_causal: ``(files) -> None``: refuses, before any work, files that are certainly not a
             causal LM (AuditInputError); checks that need the model itself happen when it is loaded.
         weights_key: ``(files) -> str``: identifies the weights for the behavioural run cache.
+        parameters: ``(files) -> int``: the causal LM's parameter count, read without loading the
+            weights (for the memory check before loading).
     """
 
     kind: str
@@ -53,6 +55,7 @@ class ModelFormat:
     load_causal_lm: Callable[..., tuple[Any, Any, bool]]
     check_causal: Callable[[ModelFiles], None]
     weights_key: Callable[[ModelFiles], str]
+    parameters: Callable[[ModelFiles], int]
 
 
 def _gemma_path() -> Path:
