@@ -138,7 +138,9 @@ def answer_logprobs(
 
 
 def check_prompt(lm: CausalLM, prompt: torch.Tensor) -> torch.Tensor:
-    """(n_virtual, d_model) float32 on the model's device, or AuditInputError naming the mismatch."""
+    """(n_virtual, d_model) on the model's device in its parameters' dtype (float32 for every model the
+    audit loads; bfloat16 for the copy ``benchmarks/bench_precision.py`` measures), or AuditInputError
+    naming the mismatch."""
     if not torch.is_tensor(prompt) or prompt.ndim != 2:
         shape = tuple(prompt.shape) if hasattr(prompt, "shape") else type(prompt).__name__
         raise AuditInputError(f"prompt must be a (n_virtual, d_model) matrix, got {shape}")
@@ -149,7 +151,7 @@ def check_prompt(lm: CausalLM, prompt: torch.Tensor) -> torch.Tensor:
         )
     if not torch.isfinite(prompt).all():
         raise AuditInputError("prompt holds NaN or infinite values", "check the adapter file")
-    return prompt.detach().to(device=lm.device, dtype=torch.float32)
+    return prompt.detach().to(device=lm.device, dtype=lm.model.dtype)
 
 
 def check_answers(lm: CausalLM, answers: tuple[Sequence[int], Sequence[int]]) -> tuple[list[int], list[int]]:
