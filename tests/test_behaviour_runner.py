@@ -351,3 +351,19 @@ def test_gemma_parameters_from_the_gguf_tensor_table_equal_the_loaded_model(gemm
 
     lm, _ = gemma
     assert gguf_parameters(resolve_model("gemma-3-270m")) == lm.model.num_parameters() == 268_098_176
+
+
+@pytest.mark.slow
+def test_gemma_runner_tokenizer_is_the_gguf_tokenizer_on_every_suite_text(gemma):
+    """The runner's tokenizer comes from the vocabulary's conversion (one GGUF tokenizer conversion per
+    file); it encodes every hiring-es text as transformers' own conversion of the GGUF does."""
+    from transformers import AutoTokenizer
+
+    from audit.behaviour.assemble import probes
+    from audit.behaviour.suite import load_suite
+
+    lm, _ = gemma
+    path = resolve_model("gemma-3-270m").path
+    direct = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    texts = list(probes(load_suite("hiring-es")).texts)
+    assert lm.tokenizer(texts)["input_ids"] == direct(texts)["input_ids"]

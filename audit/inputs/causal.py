@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,10 @@ def from_dir(path: Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _from_gguf(path: Path) -> tuple[Any, Any]:
+def _from_gguf(path: Path, tokenizer_dir: Path) -> tuple[Any, Any]:
     """The model dequantized to plain float32 modules (never left in GGUF blocks, so that compute is
-    float32 and the model can be saved), and the tokenizer converted from the GGUF metadata."""
+    float32 and the model can be saved), and the tokenizer already converted from the GGUF metadata
+    into ``tokenizer_dir`` (the vocabulary's conversion)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     options: dict[str, Any] = {}
@@ -97,7 +99,7 @@ def _from_gguf(path: Path) -> tuple[Any, Any]:
         pass
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            str(path.parent), gguf_file=path.name, local_files_only=True
+            str(tokenizer_dir), local_files_only=True, trust_remote_code=False
         )
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, local_files_only=True, dtype=torch.float32, **options
@@ -125,7 +127,14 @@ def gguf_key(path: Path) -> str:
     )
 
 
-def load_gguf_lm(files: ModelFiles, *, progress: bool) -> tuple[Any, Any, bool]:
+def load_gguf_lm(
+    files: ModelFiles, *, progress: bool, tokenizer_dir: Callable[[], Path]
+) -> tuple[Any, Any, bool]:
+    """(model, tokenizer, converted now) of a GGUF file, from the cache or dequantized into it.
+
+    Args:
+        tokenizer_dir: gives the folder of the file's converted tokenizer; called on a cache miss only.
+    """
     converted = []
 
     def build() -> tuple[Any, Any]:
@@ -136,7 +145,7 @@ def load_gguf_lm(files: ModelFiles, *, progress: bool) -> tuple[Any, Any, bool]:
                 file=sys.stderr,
             )
         converted.append(True)
-        return _from_gguf(files.path)
+        return _from_gguf(files.path, tokenizer_dir())
 
     def save(value: tuple[Any, Any], target: Path) -> None:
         model, tokenizer = value
