@@ -169,9 +169,12 @@ def _transformers_bars(enabled: bool) -> Iterator[None]:
     GGUF conversion bar is a plain ``tqdm`` that ignores that switch, so it is silenced by name."""
     from functools import partial
 
-    from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without GGUF support
+        gguf_utils = None
     was = hf_logging.is_progress_bar_enabled()
     gguf_bar = getattr(gguf_utils, "tqdm", None)
     if not enabled:
