@@ -78,6 +78,19 @@ def test_an_unknown_model_type_is_an_input_error():
         config_parameters({"model_type": "no-such-type"})
 
 
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"hidden_size": "abc"}, "expected int, got str"),
+        ({"hidden_size": 65, "num_attention_heads": 4}, "not a multiple of the number of attention heads"),
+    ],
+)
+def test_a_config_that_describes_no_model_is_an_input_error(fields, problem):
+    with pytest.raises(AuditInputError, match="config.json does not describe a model") as err:
+        config_parameters({**LLAMA_8B, **fields})
+    assert problem in str(err.value) and "\n" not in str(err.value)
+
+
 def test_free_memory_is_read_from_meminfo_and_a_cgroup_limit(tmp_path):
     info = tmp_path / "meminfo"
     info.write_text("MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   22970584 kB\n")

@@ -113,7 +113,8 @@ def config_parameters(config: dict) -> int:
     weights are read or allocated; no model code from the files is run).
 
     Raises:
-        AuditInputError: transformers does not know the config's ``model_type``.
+        AuditInputError: transformers does not know the config's ``model_type``, or its fields do not
+            describe a model (a wrong type, inconsistent sizes).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -121,14 +122,30 @@ def config_parameters(config: dict) -> int:
     model_type = fields.pop("model_type", None)
     try:
         cfg = AutoConfig.for_model(str(model_type), **fields)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)
     except (KeyError, ValueError) as exc:
+        if "Unrecognized model identifier" not in str(exc):
+            raise _bad_config(exc) from exc
         raise AuditInputError(
             f"transformers does not know the model type {model_type!r} ({exc})",
             "the behavioural check needs a model type transformers supports",
         ) from exc
+    except Exception as exc:  # transformers' field validation raises its own error types
+        raise _bad_config(exc) from exc
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)
+    except Exception as exc:
+        raise _bad_config(exc) from exc
     return sum(p.numel() for p in model.parameters())  # shared (tied) parameters are yielded once
+
+
+def _bad_config(exc: Exception) -> AuditInputError:
+    first = str(exc).strip().splitlines()
+    detail = " ".join(line.strip() for line in first[:2]) if first else type(exc).__name__
+    return AuditInputError(
+        f"config.json does not describe a model transformers can build ({detail})",
+        "check the model folder's config.json",
+    )
 
 
 def check_model_fits(files: ModelFiles, device: torch.device, precision: str = "float32") -> MemoryEstimate:
