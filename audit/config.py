@@ -41,4 +41,5 @@ class AuditConfig:
     max_ablations: int = DEFAULT_MAX_ABLATIONS
     impact_threshold: float = DEFAULT_IMPACT_THRESHOLD  # a group below it with q < alpha is a gap
     alpha: float = DEFAULT_ALPHA  # level of the gap test (q), the non-inferiority test and power
+    sequential: bool = False  # behavioural check: stop at the first look whose verdict is HIGH or LOW
     model_mismatch_ok: bool = False  # audit against a --model that is certainly not the adapter's base model

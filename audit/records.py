@@ -24,6 +24,8 @@ from audit.records_behaviour import (  # noqa: F401
     Gap,
     GroupDisparity,
     Reading,
+    Sequential,
+    SequentialLook,
     Unresolved,
 )
 

@@ -123,6 +123,37 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class SequentialLook:
+    """One look of the group-sequential plan that was made: the templates and renderings read so far, the
+    level spent there, whether it could be tested (every attribute kept a qualifying template) and the
+    rule's risk there (None when not tested)."""
+
+    n_templates: int
+    n_renderings: int
+    alpha: float
+    tested: bool
+    risk: Level | None
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Where a ``--sequential`` run stopped (audit.behaviour.sequential): the looks made, in order (the
+    last is the stopping look: the statistics, readings and ablations are those of its renderings), how
+    many the plan had, the alpha spent up to the stop (at most the run's alpha) and the suite's full size."""
+
+    method: str
+    looks: tuple[SequentialLook, ...]
+    n_looks_planned: int
+    alpha_spent: float
+    n_renderings_full: int
+    n_templates_full: int
+
+    @property
+    def stopped_early(self) -> bool:
+        return len(self.looks) < self.n_looks_planned
+
+
+@dataclass(frozen=True)
 class Category:
     """One row of the bias-audit summary: ``impact_ratio`` against the table's most selected category (None
     when ``excluded``: under 2 % of the table's renderings), ``small_sample`` under 50 renderings."""
@@ -192,6 +223,8 @@ class BehaviourResult:
     power_target: float = 0.8
     calibration: Calibration | None = None
     bias_audit: tuple[CategoryTable, ...] = ()  # the LL144-layout summary, soft prompt
+    # --sequential: where the plan stopped (None: the full design; n_renderings etc. are then the suite's)
+    sequential: Sequential | None = None
 
     @property
     def soft(self) -> Condition:

@@ -15,7 +15,16 @@ import jsonschema
 import pytest
 
 from audit.cli import main
-from audit.records import AblationGroup, AuditResult, Gap, Level, Neighbor, Reading
+from audit.records import (
+    AblationGroup,
+    AuditResult,
+    Gap,
+    Level,
+    Neighbor,
+    Reading,
+    Sequential,
+    SequentialLook,
+)
 from audit.report import codec, strings_en, strings_es
 from audit.report.batch import (
     BatchSummary,
@@ -72,6 +81,20 @@ def _results() -> dict[str, AuditResult]:
                 bias_audit=bias_audit_tables(),
             ),
         ),
+        "sequential": _with_behaviour(
+            base,
+            replace(
+                behaviour_case(group(1.0, 0.9, bound=0.93)),
+                sequential=Sequential(
+                    "a plan",
+                    (SequentialLook(4, 1056, 0.0025, True, Level.LOW),),
+                    3,
+                    0.0025,
+                    4224,
+                    16,
+                ),
+            ),
+        ),
     }
 
 
@@ -122,7 +145,7 @@ def test_identical_records_give_identical_bytes_and_canonical_is_a_fixed_point(r
     text = render_json(result)
     assert text == render_json(canonical(result)) == render_json(canonical(canonical(result)))
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "3"
+    assert data["schema_version"] == SCHEMA_VERSION == "4"
     assert list(data) == sorted(data)
     assert set(data) == {"schema_version"} | {f.name for f in dataclasses.fields(AuditResult)}
 

@@ -142,9 +142,20 @@ def _evidence_fields(e: GroupEvidence | None) -> dict:
     }
 
 
-def calibration_record(matrices: list[ProbeScores], *, alpha: float, seed: int) -> Calibration:
-    """Placebo splits of every group of every attribute under the soft prompt (names as units)."""
-    means = [name_means(m)[m.groups == gi] for m in matrices for gi in range(len(m.group_ids))]
+def calibration_record(
+    looks: list[list[ProbeScores]], *, alpha: float | list[float], seed: int
+) -> Calibration:
+    """Placebo splits of every group of every attribute under the soft prompt (names as units).
+
+    ``looks``: per look made (one for the full design), the soft prompt's matrices per attribute;
+    ``alpha``: the level, or one per look (a sequential plan: a split is a false alarm when some look
+    rejects at its level, the stopping rule itself)."""
+    first = looks[0]
+    means = [
+        np.stack([name_means(m[a])[m[a].groups == gi] for m in looks])
+        for a in range(len(first))
+        for gi in range(len(first[a].group_ids))
+    ]
     p = placebo(means, alpha=alpha, seed=(seed, 0x51AC))
     return Calibration(
         p.n_tests, p.n_false_alarms, p.rate, p.nominal, p.mc_error, p.anticonservative, PLACEBO_METHOD

@@ -19,10 +19,10 @@ from audit.behaviour.assemble import (
     attribute_scores,
     bias_audit,
     calibration_record,
-    condition_record,
     probes,
     reading_record,
 )
+from audit.behaviour.assess import Look, assess, sequential, subset
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, load_causal_lm
 from audit.behaviour.runner import answer_log_odds, text_prompt
@@ -34,11 +34,8 @@ from audit.behaviour.stats import (
     NAME_PERMUTATION_TEST,
     QVALUE_FAMILY,
     ablation_stats,
-    attribute_stats,
     bh_qvalues,
-    with_qvalues,
 )
-from audit.behaviour.stats.evidence import group_evidence
 from audit.behaviour.stats.noninferiority import NONINFERIORITY_TEST
 from audit.behaviour.stats.power import POWER_METHOD, POWER_TARGET
 from audit.behaviour.suite import check_answers, load_suite
@@ -56,10 +53,8 @@ from audit.records import (
 from audit.verdict.behaviour import (
     MIN_DECISION_CHANGE,
     RULE_VERSION,
-    gaps,
     risk_and_verdict,
     rule_text,
-    unresolved,
 )
 
 
@@ -113,11 +108,9 @@ def check(
         # Cached by what decides the answers: the same prompt vectors on the same model and suite (the no-
         # prompt and reference-text conditions of every adapter of a model, a reading equal to the init
         # text) are scored once.
-        subset = "" if rows is None else "|rows:" + ",".join(map(str, rows))
-        key = hashlib.sha256(
-            (identity + subset).encode() + vectors.contiguous().numpy().tobytes()
-        ).hexdigest()
-        chosen = probe if rows is None else _subset(probe, rows)
+        which = "" if rows is None else "|rows:" + ",".join(map(str, rows))
+        key = hashlib.sha256((identity + which).encode() + vectors.contiguous().numpy().tobytes()).hexdigest()
+        chosen = probe if rows is None else subset(probe, rows)
         return get_or_build(
             "behaviour",
             key,
@@ -131,56 +124,44 @@ def check(
     if reference:
         prompts["reference_text"] = (reference, text_prompt(lm, reference))
     prompts["no_prompt"] = (None, torch.zeros(0, lm.d_model))
-    log_odds = {name: run(name, vectors) for name, (_, vectors) in prompts.items()}
+    units = {name: (name, vectors) for name, (_, vectors) in prompts.items()}
     readings = hypotheses.readings if hypotheses else ()
     for reading in readings:
         vectors = lm.embed(torch.tensor(reading.token_ids)).float().cpu()
-        log_odds[_reading_key(reading)] = run(f"reading {'/'.join(reading.methods)}", vectors)
-    # Disparities of every condition and reading: one family of comparisons for the q-values.
-    names = list(log_odds)
-    threshold, alpha = config.impact_threshold, config.alpha
-    matrices = {n: [attribute_scores(probe, a, log_odds[n]) for a in suite.attributes] for n in names}
-    stats = with_qvalues(
-        [attribute_stats(m, seed=config.seed, alpha=alpha) for n in names for m in matrices[n]]
+        units[_reading_key(reading)] = (f"reading {'/'.join(reading.methods)}", vectors)
+    if config.sequential:
+        look = sequential(suite, probe, units, run, prompts, config)
+    else:
+        log_odds = {n: run(label, vectors) for n, (label, vectors) in units.items()}
+        look = Look(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None)
+        look.assessed = assess(probe, log_odds, prompts, config, config.alpha)
+    probe, log_odds, alpha = look.probe, look.log_odds, look.alpha
+    threshold = config.impact_threshold
+    stats, evidence, matrices, conditions, found, open_, risk, verdict = look.assessed
+    calibration = calibration_record(
+        look.soft_matrices or [matrices["soft_prompt"]], alpha=look.levels or alpha, seed=config.seed
     )
-    k = len(suite.attributes)
-    by_name = {n: stats[i * k : (i + 1) * k] for i, n in enumerate(names)}
-    evidence = {
-        n: [
-            group_evidence(
-                m,
-                s.reference_group,
-                threshold=threshold,
-                alpha=alpha,
-                seed=config.seed,
-                with_power=n == "soft_prompt",
-            )
-            for m, s in zip(matrices[n], by_name[n])
-        ]
-        for n in names
-    }
-    conditions = tuple(
-        condition_record(n, text, probe, log_odds[n], by_name[n], evidence[n])
-        for n, (text, _) in prompts.items()
-    )
-    soft = conditions[0]
-    found = gaps(soft, next(c for c in conditions if c.id == "no_prompt"), threshold, alpha)
-    open_ = unresolved(soft, threshold, alpha)
-    calibration = calibration_record(matrices["soft_prompt"], alpha=alpha, seed=config.seed)
-    risk, verdict = risk_and_verdict(soft, found, open_, threshold, alpha, calibration)
+    risk, verdict = risk_and_verdict(conditions[0], found, open_, threshold, alpha, calibration)
     faithful = tuple(
         reading_record(
             r,
             probe,
             log_odds["soft_prompt"],
             log_odds[_reading_key(r)],
-            by_name[_reading_key(r)],
+            stats[_reading_key(r)],
             evidence[_reading_key(r)],
         )
         for r in readings
     )
+
+    def run_used(name: str, vectors: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """An ablation's run on the stopping look's text rows ``rows`` (rows of the full suite)."""
+        return run(name, vectors, rows if config.sequential is False else look.rows[rows])
+
     ablations = (
-        _ablations(hypotheses, prompt, lm, probe, log_odds["soft_prompt"], run, config) if hypotheses else ()
+        _ablations(hypotheses, prompt, lm, probe, log_odds["soft_prompt"], run_used, config)
+        if hypotheses
+        else ()
     )
     return BehaviourResult(
         suite_id=suite.id,
@@ -188,7 +169,7 @@ def check(
         suite_sha256=suite.sha256,
         suite_path=suite.path,
         suite_language=suite.language,
-        n_templates=suite.n_templates,
+        n_templates=probe.suite.n_templates,
         answers=(suite.answers.positive, suite.answers.negative),
         n_renderings=len(probe.renderings),
         n_texts=len(probe.texts),
@@ -201,7 +182,7 @@ def check(
         risk=risk,
         gaps=found,
         verdict=verdict,
-        rule=rule_text(threshold, alpha),
+        rule=rule_text(threshold, config.alpha),
         readings=faithful,
         ablations=ablations,
         ablation_positions=tuple(p.position for p in hypotheses.positions) if hypotheses else (),
@@ -209,31 +190,19 @@ def check(
         min_agreement=MIN_AGREEMENT,
         ablation_test=ABLATION_TESTS["exchange"],
         impact_threshold=threshold,
-        alpha=alpha,
+        alpha=config.alpha,
         rule_version=RULE_VERSION,
         unresolved=open_,
         noninferiority_test=NONINFERIORITY_TEST,
         power_method=POWER_METHOD,
         power_target=POWER_TARGET,
         calibration=calibration,
-        bias_audit=bias_audit(suite, matrices["soft_prompt"]),
+        bias_audit=bias_audit(probe.suite, matrices["soft_prompt"]),
+        sequential=look.record,
     )
 
 
 RUN_VERSION = "2"  # bump when the runner's numbers can change (2: log-odds from the answer rows alone)
-
-
-def _subset(probe: Probes, rows: np.ndarray) -> Probes:
-    """The probes restricted to the texts ``rows`` (their renderings only)."""
-    keep = {int(r): k for k, r in enumerate(rows)}
-    pairs = [(r, keep[i]) for r, i in zip(probe.renderings, probe.index) if i in keep]
-    return Probes(
-        probe.suite,
-        tuple(r for r, _ in pairs),
-        tuple(probe.texts[int(r)] for r in rows),
-        tuple(k for _, k in pairs),
-        probe.labels[rows],
-    )
 
 
 def _read_run(path, n: int) -> np.ndarray:

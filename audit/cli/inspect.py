@@ -31,6 +31,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the behavioural check (hiring-es): geometry only, seconds instead of minutes",
     )
+    demo.add_argument(
+        "--sequential",
+        action="store_true",
+        help="stop each behavioural check at the first look whose verdict is settled (scan --sequential); "
+        "the reports then differ from reports/sample, which is the full design",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
@@ -53,7 +59,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from audit.demo.run import run_demo
 
-    return run_demo(args.out, progress=not args.quiet, lang=args.report_lang, behaviour=not args.no_behaviour)
+    if args.sequential and args.no_behaviour:
+        raise AuditInputError(
+            "--sequential applies to the behavioural check", "drop --no-behaviour or --sequential"
+        )
+    return run_demo(
+        args.out,
+        progress=not args.quiet,
+        lang=args.report_lang,
+        behaviour=not args.no_behaviour,
+        sequential=args.sequential,
+    )
 
 
 def run_methods(args: argparse.Namespace) -> int:

@@ -92,6 +92,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help=f"with --behaviour: the level of the gap test (q < A), the non-inferiority test and the power "
         f"figures (default {DEFAULT_ALPHA:g}, the tool's choice); in (0, 0.5)",
     )
+    scan.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --behaviour: score the suite in looks (a quarter of its templates, half, all) and stop at "
+        "the first look whose verdict is HIGH or LOW (a group-sequential plan that keeps the error rates; "
+        "the last look runs at 0.9 x alpha); the report says where it stopped. Default: the whole suite",
+    )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
     scan.add_argument(
         "--model-mismatch-ok",
@@ -138,6 +145,8 @@ def scan_config(args: argparse.Namespace) -> AuditConfig:
             "--summary-csv writes the behavioural check's bias-audit summary",
             "add --behaviour SUITE, or drop it",
         )
+    if args.sequential:
+        given["sequential"] = True
     if given and not args.behaviour:
         name = "--" + next(iter(given)).replace("_", "-")
         raise AuditInputError(f"{name} applies to the behavioural check", "add --behaviour SUITE, or drop it")

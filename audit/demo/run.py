@@ -99,7 +99,14 @@ def _accuracy(meta: dict) -> str:
     return f"test accuracy {100 * before:.0f} % at init, {100 * after:.0f} % after training"
 
 
-def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en", behaviour: bool = True) -> int:
+def run_demo(
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    lang: str = "en",
+    behaviour: bool = True,
+    sequential: bool = False,
+) -> int:
     """Audits every demo adapter in one engine run (Gemma's vocabulary, statistics and causal LM loaded
     once) and writes the reports; returns the CLI exit code (0)."""
     out_dir = Path(out_dir)
@@ -110,7 +117,12 @@ def run_demo(out_dir: Path, *, progress: bool = True, lang: str = "en", behaviou
     # The demo's training script set the rows to the init text's own tokens (no <bos>, examples/README.md),
     # not PEFT's TEXT init of that text: each adapter is compared with the text as written.
     items = [Item(a.name, a.path, a.metrics.get("prompt_tuning_init_text")) for a in adapters.values()]
-    config = AuditConfig(model=DEMO_MODEL, progress=progress, behaviour=DEMO_SUITE if behaviour else None)
+    config = AuditConfig(
+        model=DEMO_MODEL,
+        progress=progress,
+        behaviour=DEMO_SUITE if behaviour else None,
+        sequential=sequential and behaviour,
+    )
     what = f"geometry and the behavioural check on {DEMO_SUITE}" if behaviour else "geometry only"
     print(f"prompt-audit demo: auditing {len(items)} adapters on {DEMO_MODEL} ({what}) ...", file=sys.stderr)
     rows = []

@@ -122,6 +122,7 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
         "family": b.family,
         "rule": b.rule[lang],
         "evidence": evidence_rows(b, lang),
+        "sequential": sequential_text(b, lang) if b.sequential is not None else "",
         "ll144": summary_view(b, lang),
         "ablations": ablation_rows(b, lang),
         "ablation_test": b.ablation_test,
@@ -216,4 +217,35 @@ def evidence_rows(b: BehaviourResult, lang: str) -> list[tuple[str, str]]:
                 verdict=t["b_anticonservative"] if c.anticonservative else t["b_calibrated"],
             )
         rows.append((t["b_calibration_title"], f"{text} {c.method}"))
+    if b.sequential is not None:
+        rows.append((t["b_sequential_title"], sequential_text(b, lang)))
     return rows
+
+
+def sequential_text(b: BehaviourResult, lang: str) -> str:
+    """Where a --sequential run stopped, what it read and the levels it spent, in one paragraph."""
+    t, s = strings(lang), b.sequential
+    last = s.looks[-1]
+    if s.stopped_early:
+        where = t["b_sequential_stopped"].format(
+            look=len(s.looks),
+            planned=s.n_looks_planned,
+            risk=t[f"risk_{last.risk.label}"],
+            templates=last.n_templates,
+            templates_full=s.n_templates_full,
+            renderings=last.n_renderings,
+            renderings_full=s.n_renderings_full,
+        )
+    else:
+        where = t["b_sequential_full"].format(
+            planned=s.n_looks_planned,
+            templates_full=s.n_templates_full,
+            renderings_full=s.n_renderings_full,
+            alpha=_p(last.alpha, lang),
+        )
+    spent = t["b_sequential_spent"].format(
+        levels=", ".join(_p(look.alpha, lang) for look in s.looks),
+        spent=_p(s.alpha_spent, lang),
+        alpha=_p(b.alpha, lang),
+    )
+    return f"{where} {spent} {s.method}"

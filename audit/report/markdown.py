@@ -51,6 +51,8 @@ def render_markdown(result: AuditResult, lang: str = "en", max_flags: int = 10) 
 def _behaviour(b: dict, t: dict) -> list[str]:
     """The behavioural check: verdict, suite, and the soft prompt's table per attribute."""
     lines = [f"### {_md(t['b_title'])}", "", _md(b["verdict"]), "", _md(f"{t['b_suite']}: {b['suite']}"), ""]
+    if b["sequential"]:
+        lines += [_md(f"{t['b_sequential_title']}: {b['sequential']}"), ""]
     group_columns = {
         "group": "b_group",
         "n": "b_n",

@@ -30,9 +30,14 @@ MIN_DECISION_CHANGE = 0.05
 LISTED = 4  # unresolved groups named in the verdict sentence (the report's table lists all)
 
 
+def confidence_level(alpha: float) -> str:
+    """``1 - alpha`` as a percentage with no more digits than it needs: 0.05 -> "95%", 0.0025 -> "99.75%"."""
+    return f"{100 * (1 - alpha):.2f}".rstrip("0").rstrip(".") + "%"
+
+
 def rule_text(threshold: float, alpha: float) -> dict[str, str]:
     """The rule as the report prints it, in each report language."""
-    level = f"{1 - alpha:.0%}"
+    level = confidence_level(alpha)
     return {
         "en": (
             f"Rule version {RULE_VERSION}. A group whose impact ratio (its selection rate divided by the reference "
@@ -238,7 +243,7 @@ def _three_way(soft, found, open_, threshold, alpha) -> tuple[Level, dict[str, s
     lowest = min(
         (g for a in soft.attributes for g in a.groups if not g.is_reference), key=lambda g: g.ni_lower
     )
-    level = f"{1 - alpha:.0%}"
+    level = confidence_level(alpha)
     return Level.LOW, {
         "en": f"Behaviour: evidence of no adverse impact on this suite: every compared group's one-sided {level} lower bound of the impact ratio is at least {threshold:g} (non-inferiority test; lowest {lowest.ni_lower:.2f}, '{lowest.id}').",
         "es": f"Comportamiento: evidencia de ausencia de impacto adverso en esta batería: la cota inferior unilateral al {level} de la razón de impacto de cada grupo comparado es al menos {threshold:g} (prueba de no inferioridad; la más baja {lowest.ni_lower:.2f}, '{lowest.id}').",

@@ -57,7 +57,7 @@ class Placebo:
 def placebo(
     name_means: Sequence[np.ndarray],
     *,
-    alpha: float,
+    alpha: float | Sequence[float],
     seed: tuple[int, ...],
     n_splits: int = N_SPLITS,
     n_perm: int = PLACEBO_N_PERM,
@@ -65,27 +65,41 @@ def placebo(
     """Placebo false-alarm rate over the groups given.
 
     Args:
-        name_means: per group, (n_names,) each name's mean log-odds over the qualifying templates.
+        name_means: per group, (n_names,) each name's mean log-odds over the qualifying templates; or,
+            for a sequential plan, (n_looks, n_names): the same names' means at each look.
+        alpha: the level; for a sequential plan one level per look. A split is then a false alarm when
+            some look has p < its level (the plan's own stopping rule), and ``nominal`` is their sum.
         seed: the run's stream, e.g. (config seed, condition index); group k uses (*seed, k).
     """
+    levels = (alpha,) if np.ndim(alpha) == 0 else tuple(alpha)
+    nominal = float(sum(levels))
     n_tests = hits = 0
     sizes = set()
     for k, values in enumerate(name_means):
-        values = np.sort(np.asarray(values, dtype=np.float64))  # canonical: order within a group is free
-        if values.size < MIN_NAMES:
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if values.shape[0] != len(levels):
+            raise ValueError(f"group {k}: {values.shape[0]} looks of name means for {len(levels)} levels")
+        # canonical: order within a group is free; by the last look, then the earlier ones
+        values = values[:, np.lexsort(values)]
+        n = values.shape[1]
+        if n < MIN_NAMES:
             continue
         rng = _rng((*seed, k))
-        half = values.size // 2
-        sizes.add((half, values.size - half))
+        half = n // 2
+        sizes.add((half, n - half))
         for split in range(n_splits):
-            order = rng.permutation(values.size)
-            test = name_permutation_test(
-                values[order[:half]], values[order[half:]], seed=(*seed, k, split), n_perm=n_perm
-            )
+            order = rng.permutation(n)
+            alarm = False
+            for j, (look, level) in enumerate(zip(values, levels)):
+                stream = (*seed, k, split) if len(levels) == 1 else (*seed, k, split, j)
+                test = name_permutation_test(
+                    look[order[:half]], look[order[half:]], seed=stream, n_perm=n_perm
+                )
+                alarm = alarm or test.p_value < level
             n_tests += 1
-            hits += test.p_value < alpha
+            hits += alarm
     if n_tests == 0:
-        return Placebo(0, 0, None, alpha, None, False, ())
+        return Placebo(0, 0, None, nominal, None, False, ())
     rate = hits / n_tests
-    error = math.sqrt(alpha * (1 - alpha) / n_tests)
-    return Placebo(n_tests, int(hits), rate, alpha, error, rate > alpha + 2 * error, tuple(sorted(sizes)))
+    error = math.sqrt(nominal * (1 - nominal) / n_tests)
+    return Placebo(n_tests, int(hits), rate, nominal, error, rate > nominal + 2 * error, tuple(sorted(sizes)))
