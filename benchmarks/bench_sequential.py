@@ -5,8 +5,8 @@ Usage::
     python benchmarks/bench_sequential.py [--threads 2] [--no-full]
 
 Three passes over the packaged demo adapters (Gemma 3 270M, ``hiring-es``), each one engine ``scan``
-(model loaded once per pass; the first adapter of a pass includes that load, which the cache makes warm
-after the first pass):
+(model loaded once per pass; the first adapter of a pass includes that load, warm from the cache, and the
+context conditions shared by the adapters):
 
 1. the full design (what ``prompt-audit demo`` writes);
 2. ``--sequential``: the verdict, where it stopped, the renderings scored, the time;
@@ -28,14 +28,15 @@ from dataclasses import replace
 
 from audit.config import AuditConfig
 from audit.demo.run import DEMO_MODEL, DEMO_SUITE, demo_adapters
-from audit.engine import Item, scan
+from audit.engine import Item, Listener, scan
 
 
 def _pass(label: str, config: AuditConfig) -> dict[str, tuple]:
     items = [Item(a.name, a.path, a.metrics.get("prompt_tuning_init_text")) for a in demo_adapters()]
     out = {}
-    start = time.perf_counter()
-    for outcome in scan(items, config):
+    clock = [time.perf_counter()]
+
+    def arrived(outcome) -> None:  # the engine reports each adapter as soon as it is done
         now = time.perf_counter()
         b = outcome.result.behaviour
         s = b.sequential
@@ -48,13 +49,15 @@ def _pass(label: str, config: AuditConfig) -> dict[str, tuple]:
         )
         c = b.calibration
         print(
-            f"{label:<18} {outcome.name:<22} risk {b.risk.label:<6} renderings {b.n_renderings:>5} "
-            f"time {now - start:7.1f} s  looks {looks}  placebo {c.n_false_alarms}/{c.n_tests} = "
+            f"{label:<12} {outcome.name:<20} risk {b.risk.label:<6} renderings {b.n_renderings:>5} "
+            f"time {now - clock[0]:6.1f} s  looks {looks}  placebo {c.n_false_alarms}/{c.n_tests} = "
             f"{c.rate:.4f} (nominal {c.nominal:.4f} +- {c.mc_error:.4f})",
             flush=True,
         )
-        out[outcome.name] = (b.risk, b.n_renderings, now - start, c)
-        start = now
+        out[outcome.name] = (b.risk, b.n_renderings, now - clock[0], c)
+        clock[0] = now
+
+    scan(items, config, listener=Listener(outcome=arrived))
     return out
 
 

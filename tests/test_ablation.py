@@ -27,7 +27,7 @@ A = [f"w{i}" for i in range(10, 16)]
 B = [f"w{i}" for i in range(16, 22)]
 
 
-def build_switch_model(path: Path) -> torch.Tensor:
+def build_switch_model(path: Path, a=A, b=B) -> torch.Tensor:
     """Saves the constructed model; returns its embedding matrix (V, D)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -54,8 +54,8 @@ def build_switch_model(path: Path) -> torch.Tensor:
         emb = torch.zeros(len(tok), D)
         emb[:, 4:7] = 0.3 * torch.randn(len(tok), 3, generator=torch.Generator().manual_seed(0))
         emb[:, 7] = 1.0  # a constant direction: the output layer's lean towards "yes"
-        emb[tok.convert_tokens_to_ids(B), 0] = 1.0  # group b
-        emb[tok.convert_tokens_to_ids(A), 0] = -1.0  # group a (so the vocabulary mean has no group signal)
+        emb[tok.convert_tokens_to_ids(b), 0] = 1.0  # group b
+        emb[tok.convert_tokens_to_ids(a), 0] = -1.0  # group a (so the vocabulary mean has no group signal)
         model.model.embed_tokens.weight.copy_(emb)
         layer = model.model.layers[0]
         for norm in (layer.input_layernorm, layer.post_attention_layernorm, model.model.norm):
@@ -73,13 +73,13 @@ def build_switch_model(path: Path) -> torch.Tensor:
     return emb
 
 
-def write_suite(path: Path) -> Path:
+def write_suite(path: Path, a=A, b=B, first: int = 22) -> Path:
     lines = [
         'schema = 1\nid = "switch"\nversion = "0.1.0"\nlanguage = "en"\ndescription = "constructed"',
         '[answers]\npositive = " w1"\nnegative = " w2"',
-        f'[attributes.group]\nslot = "name"\nreference = "a"\n[attributes.group.groups]\na = {A}\nb = {B}',
+        f'[attributes.group]\nslot = "name"\nreference = "a"\n[attributes.group.groups]\na = {a}\nb = {b}',
     ]
-    lines += [f'[[templates]]\ntext = "w3 w4 w{22 + i} {{name}} w6"\nlabel = "positive"' for i in range(8)]
+    lines += [f'[[templates]]\ntext = "w3 w4 w{first + i} {{name}} w6"\nlabel = "positive"' for i in range(8)]
     path.write_text("\n".join(lines).replace("'", '"') + "\n", encoding="utf-8")
     return path
 
@@ -99,6 +99,24 @@ def result(tmp_path_factory):
         mean=emb.mean(0),
     )
     config = AuditConfig(behaviour=str(write_suite(root / "switch.toml")), progress=False)
+    return check(prompt, str(root / "model"), None, config, hyp)
+
+
+@pytest.fixture(scope="module")
+def sequential_result(tmp_path_factory, result):
+    """The same construction with 8 names a group (6 cannot reach the first looks' level after the BH
+    correction: 2 / C(12, 6) x 2 tests > 0.0025), with --sequential."""
+    root = tmp_path_factory.mktemp("switch-seq")
+    a, b = [f"w{i}" for i in range(10, 18)], [f"w{i}" for i in range(18, 26)]
+    emb = build_switch_model(root / "model", a, b)
+    vectors = torch.tensor([[0, 0, 0, 0, 0, 1.0, 0, 1], [0, 3.0, 0, 0, 0, 0, 0, 1]])
+    prompt = SoftPrompt(vectors, root / "p.npy", "0" * 64, "npy", (Segment("prompt", 0, 2),))
+    reading = tiny_tokenizer().convert_tokens_to_ids("w5")
+    hyp = Hypotheses(
+        (), (PositionProbe(1, "l2", reading, "w5"), PositionProbe(0, "l2", reading, "w5")), (), emb.mean(0)
+    )
+    suite = write_suite(root / "switch.toml", a, b, first=26)
+    config = AuditConfig(behaviour=str(suite), progress=False, sequential=True)
     return check(prompt, str(root / "model"), None, config, hyp)
 
 
@@ -125,3 +143,14 @@ def test_ablating_the_switch_position_is_active_and_another_inert(result):
         assert not ablation.active
         assert all(g.delta_selection_rate == 0.0 for g in ablation.groups)
     assert escalate({0: Level.LOW, 1: Level.LOW}, result) == {0: Level.LOW, 1: Level.HIGH}
+
+
+def test_a_sequential_stop_keeps_the_verdict_and_the_active_flag(result, sequential_result):
+    """A gap this clear stops at the first look (2 of 8 templates); the ablations then run on those
+    renderings and find the same active position."""
+    seq = sequential_result
+    assert seq.sequential.stopped_early and len(seq.sequential.looks) == 1
+    assert seq.risk == result.risk == Level.HIGH
+    assert seq.n_templates == 2 and seq.n_renderings == 2 * 16 and seq.sequential.n_renderings_full == 8 * 16
+    active = {a.position for a in seq.ablations if a.active}
+    assert active == {a.position for a in result.ablations if a.active} == {1}

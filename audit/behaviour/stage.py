@@ -135,7 +135,9 @@ def check(
         log_odds = {n: run(label, vectors) for n, (label, vectors) in units.items()}
         look = Look(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None)
         look.assessed = assess(probe, log_odds, prompts, config, config.alpha)
-    probe, log_odds, alpha = look.probe, look.log_odds, look.alpha
+    # The renderings reported on (the whole suite, or a sequential plan's stopping look): ``run`` keeps
+    # the whole suite's probes, so ``used`` is a name of its own.
+    used, log_odds, alpha = look.probe, look.log_odds, look.alpha
     threshold = config.impact_threshold
     stats, evidence, matrices, conditions, found, open_, risk, verdict = look.assessed
     calibration = calibration_record(
@@ -145,7 +147,7 @@ def check(
     faithful = tuple(
         reading_record(
             r,
-            probe,
+            used,
             log_odds["soft_prompt"],
             log_odds[_reading_key(r)],
             stats[_reading_key(r)],
@@ -159,7 +161,7 @@ def check(
         return run(name, vectors, rows if config.sequential is False else look.rows[rows])
 
     ablations = (
-        _ablations(hypotheses, prompt, lm, probe, log_odds["soft_prompt"], run_used, config)
+        _ablations(hypotheses, prompt, lm, used, log_odds["soft_prompt"], run_used, config)
         if hypotheses
         else ()
     )
@@ -169,10 +171,10 @@ def check(
         suite_sha256=suite.sha256,
         suite_path=suite.path,
         suite_language=suite.language,
-        n_templates=probe.suite.n_templates,
+        n_templates=used.suite.n_templates,
         answers=(suite.answers.positive, suite.answers.negative),
-        n_renderings=len(probe.renderings),
-        n_texts=len(probe.texts),
+        n_renderings=len(used.renderings),
+        n_texts=len(used.texts),
         conditions=conditions,
         test=NAME_PERMUTATION_TEST,
         ci_method=BOOTSTRAP_CI,
@@ -197,7 +199,7 @@ def check(
         power_method=POWER_METHOD,
         power_target=POWER_TARGET,
         calibration=calibration,
-        bias_audit=bias_audit(probe.suite, matrices["soft_prompt"]),
+        bias_audit=bias_audit(used.suite, matrices["soft_prompt"]),
         sequential=look.record,
     )
 
