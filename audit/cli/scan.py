@@ -54,8 +54,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="with --out-dir and --behaviour: run the behavioural checks in N processes, each loading its "
-        "own copy of the model (default 1: in this process, each model loaded once)",
+        help="with --out-dir: audit in N local processes, each taking shards of one base model and loading "
+        "that model once per shard (default 1: in this process, each model loaded once)",
+    )
+    scan.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="with --out-dir: where the shards run: this machine (--jobs processes) or a Ray cluster "
+        "(pip install 'prompt-audit[ray]'); default local",
+    )
+    scan.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="with --engine ray: the cluster to join (auto: the one this machine belongs to); default: "
+        "start a Ray instance on this machine, on the loopback interface only",
+    )
+    scan.add_argument(
+        "--ray-ship-adapters",
+        action="store_true",
+        help="with --engine ray: send each adapter's files with its task, for workers that do not mount "
+        "the adapters' storage (default: workers read the paths as given)",
+    )
+    scan.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --out-dir: skip every adapter whose reports in DIR were written from the same inputs and "
+        "options (DIR/.prompt-audit-batch records them); audit the rest; index and summary cover all",
     )
     scan.add_argument(
         "--fail-on",
@@ -166,8 +191,21 @@ def scan_config(args: argparse.Namespace) -> AuditConfig:
 def run_scan(args: argparse.Namespace) -> int:
     if args.out_dir is not None or len(args.prompt) > 1:
         return _batch(args)
-    if args.jobs != 1:
-        raise AuditInputError("--jobs applies to a batch scan", "add --out-dir DIR, or drop --jobs")
+    batch_only = [
+        name
+        for name, given in (
+            ("--jobs", args.jobs != 1),
+            ("--engine", args.engine != "local"),
+            ("--ray-address", args.ray_address is not None),
+            ("--ray-ship-adapters", args.ray_ship_adapters),
+            ("--resume", args.resume),
+        )
+        if given
+    ]
+    if batch_only:
+        raise AuditInputError(
+            f"{batch_only[0]} applies to a batch scan", f"add --out-dir DIR, or drop {batch_only[0]}"
+        )
     alone = options.in_out_dir(args)
     if alone:
         raise AuditInputError(
@@ -199,31 +237,9 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    """The batch scan of ``args.prompt`` into ``args.out_dir``: DIR/<name>.<suffix> per prompt and the run's
-    files. Options that are wrong for every prompt exit 2 before any work, writing nothing."""
-    from audit.engine import collect, scan
-    from audit.output import check_writable, planned_paths, write_reports
-    from audit.report.batch import terminal_lines
+    from audit.cli.batch import run_batch_scan
 
-    out_dir = _check_batch_options(args)
-    inputs = collect(args.prompt)
-    config = scan_config(args)
-    extra, junit = options.in_out_dir(args), options.run_paths(args).get("junit")
-    planned = planned_paths(out_dir, [i.name for i in inputs.items], extra, junit)
-    check_writable(planned, force=args.force)
-    outcomes = scan(inputs.items, config, jobs=args.jobs)
-    written = write_reports(
-        outcomes,
-        out_dir,
-        config=config,
-        formats=extra,
-        lang=args.report_lang,
-        junit=junit,
-        duplicates=inputs.duplicates,
-        force=True,  # checked above, before the work
-    )
-    print(terminal_lines(list(written.rows), written.run, [str(p) for p in written.run_files]), end="")
-    return written.exit_code
+    return run_batch_scan(args, _check_batch_options(args), scan_config(args))
 
 
 def _check_batch_options(args: argparse.Namespace) -> Path:

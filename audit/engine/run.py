@@ -81,8 +81,9 @@ def scan(
         prompts: adapter folders, prompt files, folders holding adapters, globs (expanded and named by
             :func:`audit.engine.plan.collect`), or :class:`Item` s taken as they are.
         config: how to audit (the same for every prompt).
-        jobs: processes for the behavioural checks (each loads its own copy of the model); 1 runs them
-            here, loading each base model's causal LM once.
+        jobs: worker processes (:class:`audit.engine.backends.LocalProcesses`: shards of one base
+            model each, every worker loading its shard's model once); 1 runs everything here, loading
+            each base model once.
         listener: receives warnings and outcomes as they happen (default: lines on stderr).
 
     Returns:
@@ -95,6 +96,11 @@ def scan(
     listener = listener or Listener()
     if jobs < 1:
         raise AuditInputError(f"--jobs {jobs} is not positive", "use --jobs 1 (the default) or more")
+    if jobs > 1:
+        from audit.engine.backends import LocalProcesses
+        from audit.engine.shards import run_batch
+
+        return run_batch(prompts, config, LocalProcesses(jobs), listener=listener)
     check_options(config)
     items = _items(prompts)
     if config.behaviour:
@@ -126,7 +132,6 @@ def scan(
         groups.setdefault(choice.files, []).append(
             Member(item.name, prompt, item.reference_text, choice.notes)
         )
-    pending: list[tuple[Ready, ModelFiles]] = []
     for files, members in groups.items():
         try:
             session = ModelSession(files, config, lists)
@@ -138,15 +143,8 @@ def scan(
             item = by_name[found.key]
             if isinstance(found, Failed):
                 done(Outcome(item, error=found.error))
-            elif found.scanned.config.behaviour and jobs > 1:
-                pending.append((found, files))
             else:
                 done(_finish(session, item, found))
-    if pending:
-        from audit.engine.pool import behaviour_pool
-
-        for key, result, error in behaviour_pool(pending, jobs):
-            done(Outcome(by_name[key], result, error))
     return [outcomes[item.name] for item in items]
 
 
