@@ -214,3 +214,13 @@ def behaviour_world(tmp_path_factory):
         vectors = torch.randn(2, D, generator=torch.Generator().manual_seed(10 + i)).numpy()
         np.save(prompts / f"p{i}.npy", vectors)
     return model, prompts, write_suite(root / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_world(tmp_path_factory):
+    """A tiny Llama-layout causal LM, a 3-row soft prompt of its width and the tiny suite."""
+    root = tmp_path_factory.mktemp("behaviour-world")
+    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
+    prompt = root / "prompt.npy"
+    np.save(prompt, torch.randn(3, D, generator=torch.Generator().manual_seed(1)).numpy())
+    return model, prompt, write_suite(root / "tiny.toml")

@@ -239,10 +239,11 @@ SUITE_GROUPS = {"a": ["w10", "w11", "w12", "w13"], "b": ["w14", "w15", "w16", "w
 SUITE_TEMPLATES = [(f"w3 w4 w{20 + i} w5 {{name}} w6", "positive" if i < 6 else "negative") for i in range(8)]
 
 
-def write_suite(path: Path, templates=SUITE_TEMPLATES) -> Path:
+def write_suite(path: Path, templates=SUITE_TEMPLATES, groups=SUITE_GROUPS, suite_id: str = "tiny") -> Path:
+    """A suite file: one attribute ``origin`` (slot ``name``, reference ``a``) with ``groups``."""
     lines = [
         "schema = 1",
-        'id = "tiny"',
+        f"id = {json.dumps(suite_id)}",
         'version = "0.1.0"',
         'language = "en"',
         'description = "a tiny suite for tests"',
@@ -254,7 +255,7 @@ def write_suite(path: Path, templates=SUITE_TEMPLATES) -> Path:
         'reference = "a"',
         "[attributes.origin.groups]",
     ]
-    lines += [f"{g} = {json.dumps(v)}" for g, v in SUITE_GROUPS.items()]
+    lines += [f"{g} = {json.dumps(v)}" for g, v in groups.items()]
     for text, label in templates:
         lines += ["[[templates]]", f"text = {json.dumps(text)}", f'label = "{label}"']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -21,7 +21,6 @@ from tests.helpers import (
     SUITE_GROUPS,
     SUITE_TEMPLATES,
     D,
-    save_tiny_causal_lm,
     save_tiny_hf_model,
     write_suite,
 )
@@ -30,12 +29,8 @@ SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("behaviour-world")
-    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
-    prompt = root / "prompt.npy"
-    np.save(prompt, torch.randn(3, D, generator=torch.Generator().manual_seed(1)).numpy())
-    return model, prompt, write_suite(root / "tiny.toml")
+def world(tiny_lm_world):
+    return tiny_lm_world
 
 
 def scan(world, tmp_path, *extra):

@@ -12,7 +12,6 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-import torch
 
 from audit.behaviour.assemble import probes
 from audit.behaviour.assess import Look, assess, sequential
@@ -24,7 +23,7 @@ from audit.cli import main
 from audit.config import AuditConfig
 from audit.records import Level
 from audit.report.load import read_result
-from tests.helpers import D, save_tiny_causal_lm, write_suite
+from tests.helpers import write_suite
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text())
 NAMES = {g: [f"{g}{i}" for i in range(12)] for g in ("a", "b")}
@@ -32,25 +31,7 @@ TEMPLATES = [(f"cv {k} of {{name}} :", "positive" if k % 2 == 0 else "negative")
 
 
 def suite_file(path: Path, templates=TEMPLATES, names=NAMES) -> Path:
-    lines = [
-        "schema = 1",
-        'id = "seq"',
-        'version = "0.1.0"',
-        'language = "en"',
-        'description = "sequential tests"',
-        "[answers]",
-        'positive = " w1"',
-        'negative = " w2"',
-        "[attributes.origin]",
-        'slot = "name"',
-        'reference = "a"',
-        "[attributes.origin.groups]",
-    ]
-    lines += [f"{g} = {json.dumps(v)}" for g, v in names.items()]
-    for text, label in templates:
-        lines += ["[[templates]]", f"text = {json.dumps(text)}", f'label = "{label}"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_suite(path, templates, names, suite_id="seq")
 
 
 def _normal(key: str) -> float:
@@ -188,12 +169,8 @@ def test_the_sequential_verdict_is_the_full_designs(tmp_path, shift_b, risk, ear
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sequential-world")
-    model = save_tiny_causal_lm(root / "lm", "llama", seed=3)
-    prompt = root / "prompt.npy"
-    np.save(prompt, torch.randn(3, D, generator=torch.Generator().manual_seed(1)).numpy())
-    return model, prompt, write_suite(root / "tiny.toml")
+def world(tiny_lm_world):
+    return tiny_lm_world
 
 
 def test_scan_sequential_records_where_it_stopped_and_reruns_byte_identical(world, tmp_path, capsys):
