@@ -325,3 +325,16 @@ def test_resume_and_engine_need_a_batch(tmp_path, catalogue, capsys):
     for extra in (["--resume"], ["--engine", "ray"]):
         code, _, err = run(["scan", str(catalogue / "other" / "screening"), *extra, "--quiet"], capsys)
         assert_one_line_error(code, err, f"{extra[0]} applies to a batch scan")
+
+
+def test_resume_does_not_replace_files_no_batch_recorded(tmp_path, catalogue, capsys):
+    """--resume may replace what a batch's record lists; a folder without a record is the user's."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "summary.json").write_text("keep me")
+    code, _, err = batch([catalogue / "other", "--out-dir", out, "--resume"], capsys)
+    assert_one_line_error(code, err, "already exists")
+    assert (out / "summary.json").read_text() == "keep me"
+    assert batch([catalogue / "other", "--out-dir", out, "--force"], capsys)[0] == 0
+    code, stdout, _ = batch([catalogue / "other", "--out-dir", out, "--resume"], capsys)
+    assert code == 0 and "resumed: 1 adapter(s) kept" in stdout

@@ -62,7 +62,7 @@ def run_batch_scan(args: argparse.Namespace, out_dir: Path, config: AuditConfig)
     recorded = read_manifest(out_dir) if args.resume else {}
     planned = planned_paths(out_dir, names, extra, junit)
     # --resume may replace the reports this batch recorded and the run-level files; nothing else.
-    replaceable = set(planned_paths(out_dir, sorted(recorded), extra, junit)) if args.resume else set()
+    replaceable = set(planned_paths(out_dir, sorted(recorded), extra, junit)) if recorded else set()
     check_writable([p for p in planned if p not in replaceable], force=args.force)
     backend = backend_for(args, config)
     rows: dict[str, Row] = {}
