@@ -163,3 +163,25 @@ def test_group_evidence_needs_two_names_a_side_and_computes_power_only_when_aske
     (e,) = group_evidence(scores, "ref", threshold=0.8, alpha=0.05, seed=0, with_power=True)
     assert e.noninferiority is None  # one name: no variance, no bound (the rule reads it inconclusive)
     assert e.power is not None and e.power.n_sims > 0
+
+
+def test_the_below_threshold_p_is_the_lower_tail_of_the_hand_statistic():
+    """The sequential plan's confirmation of an interim gap (H0: ratio >= 0.8)."""
+    from audit.behaviour.stats.noninferiority import below_threshold_p
+
+    x = [0.0, 0.5, 0.1, 0.4]  # the group's per-name rates over T = 10 templates
+    y = [1.0, 1.0, 0.9, 1.0]  # the reference's
+    m_g, m_r = statistics.mean(x), statistics.mean(y)  # 0.25, 0.975
+    v_g = statistics.variance(x) / 4  # 0.0567 / 4: above its binomial floor (10.5/41)(30.5/41)/10 = 0.019
+    v_r = (39.5 / 41) * (1.5 / 41) / 10 / 4  # the reference's floor (its sample variance 0.0025 is below)
+    assert statistics.variance(x) > (10.5 / 41) * (30.5 / 41) / 10
+    theta = 0.8
+    t = (m_g - theta * m_r) / math.sqrt(v_g + theta**2 * v_r)
+    df = (v_g + theta**2 * v_r) ** 2 / (v_g**2 / 3 + (theta**2 * v_r) ** 2 / 3)
+    got = below_threshold_p(x, y, n_templates=10, threshold=theta)
+    assert got == pytest.approx(stats.t.cdf(t, df), rel=1e-9)
+    # ratio 0.26 over 4 names (df about 3): below the last look's 0.045, not the first looks' 0.0025
+    assert 0.0025 < got < 0.045
+    # a ratio near the threshold (0.79) is far from confirmed
+    near = below_threshold_p([0.7, 0.8, 0.75, 0.85], y, n_templates=10, threshold=theta)
+    assert near > 0.3

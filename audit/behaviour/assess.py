@@ -14,7 +14,7 @@ from audit.behaviour.assemble import Probes, attribute_scores, condition_record
 from audit.behaviour.sequential import SEQUENTIAL_METHOD, can_test, looks, restricted, rows_of, spent
 from audit.behaviour.stats import attribute_stats, with_qvalues
 from audit.behaviour.stats.evidence import group_evidence, name_rates
-from audit.behaviour.stats.noninferiority import noninferiority
+from audit.behaviour.stats.noninferiority import below_threshold_p
 from audit.config import AuditConfig
 from audit.records import Level, Sequential, SequentialLook
 from audit.verdict.behaviour import gaps, risk_and_verdict, unresolved
@@ -136,10 +136,10 @@ def _confirmed(suite, assessed, config: AuditConfig, alpha: float) -> bool:
         ref = rates[m.groups == m.group_ids.index(gap.reference_group)]
         if mine.size < 2 or ref.size < 2:
             continue
-        test = noninferiority(
-            mine, ref, n_templates=int(m.qualifying.sum()), threshold=config.impact_threshold, alpha=alpha
+        p = below_threshold_p(
+            mine, ref, n_templates=int(m.qualifying.sum()), threshold=config.impact_threshold
         )
-        if 1.0 - test.p_value <= alpha:
+        if p <= alpha:
             return True
     return False
 

@@ -117,3 +117,15 @@ def fieller_lower(m_g: float, m_r: float, v_g: float, v_r: float, c: float) -> f
     if disc < 0:  # cannot happen when a > 0 (the discriminant is then >= c^2 a v_g >= 0); kept safe
         return 0.0
     return max(0.0, (b - float(np.sqrt(disc))) / a)
+
+
+def below_threshold_p(
+    group_rates: np.ndarray, reference_rates: np.ndarray, *, n_templates: int, threshold: float
+) -> float:
+    """One-sided p of H0: impact ratio >= threshold against H1: below it (the mirror of
+    :func:`noninferiority`: the same Welch-type statistic, its lower tail). The sequential plan stops at
+    an interim HIGH only when this is at most the look's level."""
+    test = noninferiority(
+        group_rates, reference_rates, n_templates=n_templates, threshold=threshold, alpha=0.5
+    )
+    return 1.0 - test.p_value
