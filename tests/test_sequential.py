@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from audit.behaviour.assemble import probes
-from audit.behaviour.assess import Look, assess, sequential
+from audit.behaviour.assess import Reported, assess, sequential
 from audit.behaviour.sequential import can_test, looks, restricted
 from audit.behaviour.stats.permutation import _rng, name_permutation_test
 from audit.behaviour.stats.placebo import placebo
@@ -66,7 +66,7 @@ UNITS = {"soft_prompt": ("soft_prompt", None), "no_prompt": ("no_prompt", None)}
 
 
 def both_designs(tmp_path, shift_b: float):
-    """(full-design risk, sequential Look, texts scored by the sequential run, suite texts)."""
+    """(full-design risk, sequential Reported, texts scored by the sequential run, suite texts)."""
     suite = load_suite(str(suite_file(tmp_path / "seq.toml")))
     probe = probes(suite)
     config = AuditConfig(seed=0, sequential=True)
@@ -210,7 +210,7 @@ def test_the_full_design_is_unchanged_by_the_plan(tmp_path):
     config = AuditConfig(seed=0)
     run = fake_run(probe, 0.0)
     log_odds = {n: run(n, None) for n in UNITS}
-    look = Look(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None)
+    look = Reported(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None, ())
     assert look.record is None and len(look.probe.renderings) == 2 * 12 * 16
 
 

@@ -6,7 +6,7 @@ by look (audit.behaviour.sequential) and stops at the first look whose verdict i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,8 +24,8 @@ from audit.verdict.behaviour import gaps, risk_and_verdict, unresolved
 EARLY_STOP = True
 
 
-@dataclass
-class Look:
+@dataclass(frozen=True)
+class Reported:
     """The renderings the report is computed on: the full suite, or a sequential plan's stopping look.
     ``rows``: (n,) their text rows in the full suite; ``log_odds``: unit -> (n,); ``alpha``: the level
     the rule is applied at there; ``levels``/``soft_matrices``: the tested looks' levels and soft-prompt
@@ -37,8 +37,8 @@ class Look:
     alpha: float
     levels: list[float] | None
     record: Sequential | None
+    assessed: tuple  # what :func:`assess` returned for these renderings
     soft_matrices: list | None = None
-    assessed: tuple = field(default=())
 
 
 def assess(probe: Probes, log_odds: dict[str, np.ndarray], prompts, config: AuditConfig, alpha: float):
@@ -80,7 +80,7 @@ def assess(probe: Probes, log_odds: dict[str, np.ndarray], prompts, config: Audi
     return stats, evidence, matrices, conditions, found, open_, risk, verdict
 
 
-def sequential(suite, probe: Probes, units, run, prompts, config: AuditConfig) -> Look:
+def sequential(suite, probe: Probes, units, run, prompts, config: AuditConfig) -> Reported:
     """Scores the suite look by look (each text once: a look scores only the templates it adds) and stops
     at the first tested look whose risk is HIGH or LOW (audit.behaviour.sequential)."""
     plan = looks(suite, config.alpha, config.seed)
@@ -117,9 +117,7 @@ def sequential(suite, probe: Probes, units, run, prompts, config: AuditConfig) -
                 len(probe.renderings),
                 suite.n_templates,
             )
-            out = Look(look_probe, rows, log_odds, step.alpha, levels, record, soft_matrices)
-            out.assessed = assessed
-            return out
+            return Reported(look_probe, rows, log_odds, step.alpha, levels, record, assessed, soft_matrices)
     raise AssertionError("unreachable: the last look always stops")
 
 

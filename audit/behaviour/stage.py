@@ -22,7 +22,7 @@ from audit.behaviour.assemble import (
     probes,
     reading_record,
 )
-from audit.behaviour.assess import Look, assess, sequential, subset
+from audit.behaviour.assess import Reported, assess, sequential, subset
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, load_causal_lm
 from audit.behaviour.runner import answer_log_odds, text_prompt
@@ -133,8 +133,8 @@ def check(
         look = sequential(suite, probe, units, run, prompts, config)
     else:
         log_odds = {n: run(label, vectors) for n, (label, vectors) in units.items()}
-        look = Look(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None)
-        look.assessed = assess(probe, log_odds, prompts, config, config.alpha)
+        assessed = assess(probe, log_odds, prompts, config, config.alpha)
+        look = Reported(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None, assessed)
     # The renderings reported on (the whole suite, or a sequential plan's stopping look): ``run`` keeps
     # the whole suite's probes, so ``used`` is a name of its own.
     used, log_odds, alpha = look.probe, look.log_odds, look.alpha
