@@ -15,6 +15,7 @@ DEFAULT_MAX_ABLATIONS = 4  # flagged positions the behavioural check replaces; e
 # and the level of its tests (the tool's engineering choice).
 DEFAULT_IMPACT_THRESHOLD = 0.8
 DEFAULT_ALPHA = 0.05
+DEFAULT_FAITHFUL_BUDGET = 6.0  # --faithful-budget: suite-run equivalents, the confirmation run included
 
 
 @dataclass(frozen=True)
@@ -42,4 +43,8 @@ class AuditConfig:
     impact_threshold: float = DEFAULT_IMPACT_THRESHOLD  # a group below it with q < alpha is a gap
     alpha: float = DEFAULT_ALPHA  # level of the gap test (q), the non-inferiority test and power
     sequential: bool = False  # behavioural check: stop at the first look whose verdict is HIGH or LOW
+    # behavioural check: search the discrete text that behaves most like the prompt (audit.behaviour.faithful)
+    faithful_reading: bool = False
+    faithful_budget: float = DEFAULT_FAITHFUL_BUDGET  # suite-run equivalents the search may score
+    faithful_seconds: float | None = None  # wall-time limit of the search (None: none; reproducible)
     model_mismatch_ok: bool = False  # audit against a --model that is certainly not the adapter's base model

@@ -225,6 +225,8 @@ class BehaviourResult:
     bias_audit: tuple[CategoryTable, ...] = ()  # the LL144-layout summary, soft prompt
     # --sequential: where the plan stopped (None: the full design; n_renderings etc. are then the suite's)
     sequential: Sequential | None = None
+    # --faithful-reading: the text found to behave most like the prompt (None: not asked)
+    found: FoundReading | None = None
 
     @property
     def soft(self) -> Condition:
@@ -243,6 +245,80 @@ class Reading:
     accuracy: float | None  # task accuracy on labelled templates with the reading
     faithful: bool  # agreement >= the threshold
     attributes: tuple[AttributeDisparity, ...]  # the reading's own disparities
+
+
+@dataclass(frozen=True)
+class ReadingChange:
+    """A position where the found reading differs from the nearest-token reading."""
+
+    position: int
+    nearest: str  # the nearest-token reading's token there
+    token: str  # the found reading's token
+
+
+@dataclass(frozen=True)
+class ReadingFlag:
+    """A token of the found reading that spells a wordlist term (the matching rule of every flag).
+    It has no null-model p-value: the search chose the token for its behaviour, not its geometry."""
+
+    position: int
+    token: str
+    term_id: str
+    lemma: str
+    category: str
+    language: str
+    whole_token: bool  # False: a multi-token term's first piece
+    suppressed: str | None  # allow-list reason; such a flag is shown, not counted
+
+
+@dataclass(frozen=True)
+class SearchSwap:
+    """One step the search kept: ``position`` changed from ``previous`` to ``token``; the sample's
+    agreement and KL after it."""
+
+    position: int
+    previous: str
+    token: str
+    agreement: float
+    kl: float
+
+
+@dataclass(frozen=True)
+class FaithfulSearch:
+    """How the found reading was searched (audit.behaviour.faithful) and what it cost."""
+
+    method: str
+    start_methods: tuple[str, ...]  # the projection it started from (the best on the whole suite)
+    improved: bool  # the found text beats that projection on every rendering reported on
+    budget_runs: float  # suite-run equivalents allowed (the confirmation run included)
+    max_seconds: float | None  # wall-time limit (None: none)
+    stopped: str  # converged | budget | time (a time stop depends on the machine's speed)
+    sample_size: int  # renderings' texts the candidates ran on
+    gradient_size: int  # texts the gradient was taken on
+    evaluated: int  # candidate texts run on the sample
+    gradients: int  # gradient passes
+    texts_scored: int  # forward-pass texts (a gradient text counts 3)
+    suite_runs: float  # texts_scored / the texts reported on
+    swaps: tuple[SearchSwap, ...]
+
+
+@dataclass(frozen=True)
+class FoundReading:
+    """The discrete text of the prompt's length found to behave most like it (``--faithful-reading``),
+    with the columns of every reading, where it differs from the nearest-token reading, and its flags."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    agreement: float
+    kl: float
+    accuracy: float | None
+    faithful: bool  # agreement >= the threshold
+    attributes: tuple[AttributeDisparity, ...]
+    nearest_methods: tuple[str, ...]  # the nearest-token reading compared with
+    changes: tuple[ReadingChange, ...]
+    flags: tuple[ReadingFlag, ...]
+    search: FaithfulSearch
 
 
 @dataclass(frozen=True)

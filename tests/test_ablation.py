@@ -27,8 +27,9 @@ A = [f"w{i}" for i in range(10, 16)]
 B = [f"w{i}" for i in range(16, 22)]
 
 
-def build_switch_model(path: Path, a=A, b=B) -> torch.Tensor:
-    """Saves the constructed model; returns its embedding matrix (V, D)."""
+def build_switch_model(path: Path, a=A, b=B, switch: str | None = None) -> torch.Tensor:
+    """Saves the constructed model; returns its embedding matrix (V, D). ``switch``: a token whose
+    embedding carries the switch (dim 1), so that a text prompt can turn it on."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_tokenizer()
@@ -56,6 +57,8 @@ def build_switch_model(path: Path, a=A, b=B) -> torch.Tensor:
         emb[:, 7] = 1.0  # a constant direction: the output layer's lean towards "yes"
         emb[tok.convert_tokens_to_ids(b), 0] = 1.0  # group b
         emb[tok.convert_tokens_to_ids(a), 0] = -1.0  # group a (so the vocabulary mean has no group signal)
+        if switch is not None:
+            emb[tok.convert_tokens_to_ids(switch), 1] = 3.0
         model.model.embed_tokens.weight.copy_(emb)
         layer = model.model.layers[0]
         for norm in (layer.input_layernorm, layer.post_attention_layernorm, model.model.norm):

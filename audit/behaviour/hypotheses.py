@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from audit.records import Flag, Level
@@ -37,10 +38,21 @@ class Hypotheses:
     positions: tuple[PositionProbe, ...]
     skipped: tuple[int, ...]  # flagged positions beyond --max-ablations
     mean: torch.Tensor  # (d,) the vocabulary mean in the scaled embedding space
+    # The faithful-reading search's candidates: per position, every method's top-k ids (method order,
+    # then rank, each once), and the (V,) mask of tokens that may be ranked (no control or placeholder).
+    neighbours: tuple[tuple[int, ...], ...] = ()
+    rankable: np.ndarray | None = None
 
 
-def hypotheses(geometry, flags: tuple[Flag, ...], risks: dict[int, Level], max_ablations: int) -> Hypotheses:
-    """Readings grouped by identical top-1 tokens; flagged positions, worst risk first, capped."""
+def hypotheses(
+    geometry,
+    flags: tuple[Flag, ...],
+    risks: dict[int, Level],
+    max_ablations: int,
+    rankable: np.ndarray | None = None,
+) -> Hypotheses:
+    """Readings grouped by identical top-1 tokens; flagged positions, worst risk first, capped; each
+    position's neighbours under every method. ``rankable``: (V,) bool, the vocabulary's rankable tokens."""
     by_ids: dict[tuple[int, ...], list[str]] = {}
     for method in geometry.methods:
         ids = tuple(int(i) for i in geometry.tops[method].ids[:, 0].tolist())
@@ -63,4 +75,18 @@ def hypotheses(geometry, flags: tuple[Flag, ...], risks: dict[int, Level], max_a
         probes.append(
             PositionProbe(position, method, best.token_id if best else None, best.token if best else None)
         )
-    return Hypotheses(readings, tuple(probes), tuple(flagged[max_ablations:]), geometry.stats.mean)
+    return Hypotheses(
+        readings,
+        tuple(probes),
+        tuple(flagged[max_ablations:]),
+        geometry.stats.mean,
+        neighbours(geometry),
+        rankable,
+    )
+
+
+def neighbours(geometry) -> tuple[tuple[int, ...], ...]:
+    """Per position, the union of every method's top-k token ids (method order, then rank, each once)."""
+    tops = [geometry.tops[m].ids.tolist() for m in geometry.methods]
+    n = len(tops[0]) if tops else 0
+    return tuple(tuple(dict.fromkeys(int(t) for top in tops for t in top[i])) for i in range(n))

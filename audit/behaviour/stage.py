@@ -23,6 +23,7 @@ from audit.behaviour.assemble import (
     reading_record,
 )
 from audit.behaviour.assess import Reported, assess, sequential, subset
+from audit.behaviour.found import FOUND_KEY, find_reading, found_record
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, load_causal_lm
 from audit.behaviour.runner import answer_log_odds, text_prompt
@@ -129,10 +130,13 @@ def check(
     for reading in readings:
         vectors = lm.embed(torch.tensor(reading.token_ids)).float().cpu()
         units[_reading_key(reading)] = (f"reading {'/'.join(reading.methods)}", vectors)
+    searched = None
     if config.sequential:
         look = sequential(suite, probe, units, run, prompts, config)
     else:
         log_odds = {n: run(label, vectors) for n, (label, vectors) in units.items()}
+        if searched := _search(config, hypotheses, lm, probe, answers, log_odds, run):
+            log_odds[FOUND_KEY] = searched.log_odds  # a text no projection read: a unit of its own
         assessed = assess(probe, log_odds, prompts, config, config.alpha)
         look = Reported(probe, np.arange(len(probe.texts)), log_odds, config.alpha, None, None, assessed)
     # The renderings reported on (the whole suite, or a sequential plan's stopping look): ``run`` keeps
@@ -155,6 +159,13 @@ def check(
         )
         for r in readings
     )
+
+    found_reading = None
+    if searched is not None:
+        unit = FOUND_KEY if searched.improved else _reading_key(readings[searched.start])
+        found_reading = found_record(
+            searched, hypotheses, lm, used, log_odds["soft_prompt"], stats[unit], evidence[unit], config
+        )
 
     def run_used(name: str, vectors: torch.Tensor, rows: np.ndarray) -> np.ndarray:
         """An ablation's run on the stopping look's text rows ``rows`` (rows of the full suite)."""
@@ -201,10 +212,20 @@ def check(
         calibration=calibration,
         bias_audit=bias_audit(used.suite, matrices["soft_prompt"]),
         sequential=look.record,
+        found=found_reading,
     )
 
 
 RUN_VERSION = "2"  # bump when the runner's numbers can change (2: log-odds from the answer rows alone)
+
+
+def _search(config: AuditConfig, hyp: Hypotheses | None, lm, probe: Probes, answers, log_odds, run):
+    """With --faithful-reading, the search from the readings (``log_odds`` holds their whole-suite runs);
+    None otherwise. An improved text joins ``log_odds`` as FOUND_KEY (the caller adds it)."""
+    if not config.faithful_reading or hyp is None or not hyp.readings:
+        return None
+    keys = [_reading_key(r) for r in hyp.readings]
+    return find_reading(lm, hyp, probe, (answers.positive, answers.negative), log_odds, run, keys, config)
 
 
 def _read_run(path, n: int) -> np.ndarray:

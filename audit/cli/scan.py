@@ -9,6 +9,7 @@ from pathlib import Path
 from audit.cli import options
 from audit.config import (
     DEFAULT_ALPHA,
+    DEFAULT_FAITHFUL_BUDGET,
     DEFAULT_IMPACT_THRESHOLD,
     DEFAULT_MAX_ABLATIONS,
     DEVICE_CHOICES,
@@ -124,6 +125,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "the first look whose verdict is HIGH or LOW (a group-sequential plan that keeps the error rates; "
         "the last look runs at 0.9 x alpha); the report says where it stopped. Default: the whole suite",
     )
+    scan.add_argument(
+        "--faithful-reading",
+        action="store_true",
+        help="with --behaviour: search the discrete text of the prompt's length whose decisions agree most "
+        "with the soft prompt's (from the best projection; the methods' neighbours and gradient-ranked "
+        "tokens, tried on a seeded sample, the winner confirmed on the whole suite) and report it as a "
+        "reading; seeded and deterministic. Default: off",
+    )
+    scan.add_argument(
+        "--faithful-budget",
+        type=float,
+        metavar="RUNS",
+        help="with --faithful-reading: texts the search may score, in whole-suite runs (the confirmation "
+        f"run included; default {DEFAULT_FAITHFUL_BUDGET:g})",
+    )
+    scan.add_argument(
+        "--faithful-seconds",
+        type=float,
+        metavar="S",
+        help="with --faithful-reading: stop the search after S seconds of wall time (then the result "
+        "depends on the machine's speed, and the report says it stopped on time). Default: no limit",
+    )
     scan.add_argument("--key", help="tensor name inside a multi-tensor prompt file")
     scan.add_argument(
         "--model-mismatch-ok",
@@ -172,6 +195,12 @@ def scan_config(args: argparse.Namespace) -> AuditConfig:
         )
     if args.sequential:
         given["sequential"] = True
+    search = {"faithful_budget": args.faithful_budget, "faithful_seconds": args.faithful_seconds}
+    if any(v is not None for v in search.values()) and not args.faithful_reading:
+        name = "--" + next(k for k, v in search.items() if v is not None).replace("_", "-")
+        raise AuditInputError(f"{name} applies to --faithful-reading", "add --faithful-reading, or drop it")
+    if args.faithful_reading:
+        given.update(faithful_reading=True, **{k: v for k, v in search.items() if v is not None})
     if given and not args.behaviour:
         name = "--" + next(iter(given)).replace("_", "-")
         raise AuditInputError(f"{name} applies to the behavioural check", "add --behaviour SUITE, or drop it")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from audit.config import AuditConfig
-from audit.engine.steps import Scanned, applicable_methods, assemble, behaviour_tests, scan_prompt
+from audit.engine.steps import Scanned, applicable_methods, assemble, behave, scan_prompt
 from audit.errors import AuditInputError
 from audit.evidence.stage import SharedEvidence
 from audit.geometry.stage import project_prompts, statistics
@@ -20,7 +20,7 @@ from audit.inputs.formats import load_model
 from audit.inputs.identity import WARNING, check_model
 from audit.inputs.models import ModelFiles
 from audit.inputs.prompts import SoftPrompt
-from audit.records import AuditResult, BehaviourResult
+from audit.records import AuditResult
 from audit.terms.schema import Wordlists
 
 
@@ -135,16 +135,10 @@ class ModelSession:
 
     def finish(self, ready: Ready) -> AuditResult:
         """The audit's record, running the behavioural check here when the scan asks for one."""
-        behaviour = behave(ready.scanned, self.lm()) if ready.scanned.config.behaviour else None
+        behaviour = None
+        if ready.scanned.config.behaviour:
+            behaviour = behave(ready.scanned, self.vocab, self.shared, lm=self.lm())
         return assemble(ready.scanned, behaviour)
-
-
-def behave(scanned: Scanned, lm) -> BehaviourResult:
-    """The behavioural check of a scanned prompt on an already loaded causal LM."""
-    from audit.behaviour.stage import check
-
-    tests = behaviour_tests(scanned)
-    return check(scanned.prompt, scanned.model.spec, scanned.reference, scanned.config, tests, lm=lm)
 
 
 def prepare(config: AuditConfig):

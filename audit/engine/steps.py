@@ -32,6 +32,7 @@ from audit.records import (
     ModelInfo,
     PositionResult,
     PromptInfo,
+    ReadingFlag,
     WordlistInfo,
 )
 from audit.terms.schema import Wordlists
@@ -54,7 +55,35 @@ def check_options(config: AuditConfig) -> tuple[str, ...]:
             f"--max-ablations {config.max_ablations} is negative", "use 0 to skip ablations"
         )
     check_thresholds(config.impact_threshold, config.alpha)
+    check_faithful(config)
     return resolve_methods(config.methods)
+
+
+def check_faithful(config: AuditConfig) -> None:
+    """--faithful-reading's options: with the whole suite of --behaviour, a budget above the one
+    confirmation run it keeps, a positive time limit."""
+    if not config.faithful_reading:
+        return
+    if not config.behaviour:
+        raise AuditInputError(
+            "--faithful-reading searches with the behavioural check", "add --behaviour SUITE, or drop it"
+        )
+    if config.sequential:
+        raise AuditInputError(
+            "--faithful-reading confirms its text on the whole suite, which --sequential does not score",
+            "drop --sequential (or run the search in a separate scan)",
+        )
+    budget = config.faithful_budget
+    if not (isinstance(budget, (int, float)) and 1 < budget <= 100):
+        raise AuditInputError(
+            f"--faithful-budget {budget} is not in (1, 100]",
+            "give suite-run equivalents above the one confirmation run, e.g. 6 (the default)",
+        )
+    seconds = config.faithful_seconds
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise AuditInputError(
+            f"--faithful-seconds {seconds} is not positive", "give a wall-time limit in seconds, or drop it"
+        )
 
 
 def check_thresholds(impact_threshold: float, alpha: float) -> None:
@@ -86,10 +115,41 @@ def audit_prompt(
     scanned = scan_prompt(prompt, vocab, lists, config, notes=notes)
     behaviour = None
     if scanned.config.behaviour:  # loads the whole model: only when asked
-        from audit.behaviour.stage import check
-
-        behaviour = check(prompt, vocab.spec, scanned.reference, scanned.config, behaviour_tests(scanned))
+        behaviour = behave(scanned, vocab)
     return assemble(scanned, behaviour)
+
+
+def behave(scanned: Scanned, vocab: Vocabulary, shared: SharedEvidence | None = None, lm=None) -> BehaviourResult:
+    """The behavioural check of a scanned prompt (``lm``: the model already loaded; default: loaded
+    there), with the found reading's tokens matched against the wordlists like every reading's."""
+    from audit.behaviour.stage import check
+
+    tests = behaviour_tests(scanned, vocab)
+    result = check(scanned.prompt, vocab.spec, scanned.reference, scanned.config, tests, lm=lm)
+    if result.found is None:
+        return result
+    index = (shared or SharedEvidence(vocab, scanned.geometry.stats, scanned.lists, scanned.config)).index
+    flags = reading_flags(result.found.token_ids, vocab, index, scanned.lists)
+    return replace(result, found=replace(result.found, flags=flags))
+
+
+def reading_flags(token_ids: tuple[int, ...], vocab: Vocabulary, index, lists: Wordlists) -> tuple[ReadingFlag, ...]:
+    """The wordlist terms a text's tokens spell (whole tokens and multi-token terms' first pieces),
+    matched as every neighbour is (audit.evidence.hits), one per position and term."""
+    from audit.evidence.hits import find_hits
+
+    ids = torch.tensor(token_ids, dtype=torch.int64)[:, None]
+    hits = find_hits({"found": TopK(ids, torch.zeros(ids.shape))}, vocab, index, lists)
+    out = {}
+    for h in hits:
+        term = lists.term(h.term_id)
+        out.setdefault(
+            (h.position, h.term_id),
+            ReadingFlag(
+                h.position, h.token, h.term_id, term.lemma, term.category, term.language, not h.partial, h.suppressed
+            ),
+        )
+    return tuple(out.values())
 
 
 @dataclass(frozen=True)
@@ -143,13 +203,14 @@ def scan_prompt(
     )
 
 
-def behaviour_tests(scanned: Scanned):
-    """What the behavioural check should test from the geometry: the distinct readings and the flagged
-    positions to ablate (:func:`audit.behaviour.hypotheses.hypotheses`)."""
+def behaviour_tests(scanned: Scanned, vocab: Vocabulary):
+    """What the behavioural check should test from the geometry: the distinct readings, the flagged
+    positions to ablate and each position's neighbours (:func:`audit.behaviour.hypotheses.hypotheses`)."""
     from audit.behaviour.hypotheses import hypotheses
 
     verdict = scanned.verdict
-    return hypotheses(scanned.geometry, verdict.flags, verdict.risks, scanned.config.max_ablations)
+    rankable = ~vocab.tokens.special
+    return hypotheses(scanned.geometry, verdict.flags, verdict.risks, scanned.config.max_ablations, rankable)
 
 
 def assemble(scanned: Scanned, behaviour: BehaviourResult | None) -> AuditResult:

@@ -7,6 +7,7 @@ from audit.records import BehaviourResult, GroupDisparity
 from audit.report.figures import chart
 from audit.report.format import fmt as _num
 from audit.report.format import sig as _p
+from audit.report.found_view import found_view
 from audit.report.i18n import strings
 from audit.report.ll144 import summary_view
 
@@ -141,6 +142,7 @@ def behaviour_view(b: BehaviourResult, lang: str) -> dict:
             }
             for r in b.readings
         ],
+        "found": found_view(b, lang),
         "readings_intro": t["b_readings_intro"].format(
             threshold=_num(100 * b.min_agreement, 0, lang), accuracy=_num(b.soft.task_accuracy, 3, lang)
         ),

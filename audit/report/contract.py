@@ -18,7 +18,7 @@ from audit.errors import AuditInputError
 from audit.records import AuditResult
 from audit.report.codec import ContractError, decode, dumps, encode, hints, optional_of
 
-SCHEMA_VERSION = "4"  # bump on any field change (docs/json.md, "Versioning")
+SCHEMA_VERSION = "5"  # bump on any field change (docs/json.md, "Versioning")
 HERE = Path(__file__).resolve().parent
 AUDIT_SCHEMA = HERE / "schema.json"
 SUMMARY_SCHEMA = HERE / "summary_schema.json"

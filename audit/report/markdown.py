@@ -67,6 +67,8 @@ def _behaviour(b: dict, t: dict) -> list[str]:
     for a in b["attributes"]:
         lines += [f"**{_md(a['title'])}**", "", *_table(group_columns, a["rows"], t), ""]
     lines += [_md(t["b_columns"]), ""]
+    if b["found"]:
+        lines += _found(b["found"], t)
     if b["ll144"]:
         lines += [f"**{_md(t['b_ll144_title'])}**", "", _md(t["b_ll144_intro"]), ""]
         category_columns = {
@@ -82,6 +84,20 @@ def _behaviour(b: dict, t: dict) -> list[str]:
             lines += [f"*{_md(table['title'])}*", "", *_table(category_columns, table["rows"], t)]
             lines += ["", _md(table["note"]), ""]
     return lines
+
+
+def _found(f: dict, t: dict) -> list[str]:
+    """The found reading: its text and columns, its changes, flags, disparities and cost."""
+    lines = [f"**{_md(t['b_found_title'])}**", "", _md(f["intro"]), ""]
+    row = {k: f[k] for k in ("text", "agreement", "kl", "accuracy", "faithful")}
+    columns = {"text": "projected_text", "agreement": "b_agreement", "kl": "b_kl_col", "accuracy": "b_accuracy", "faithful": None}
+    lines += [*_table(columns, [row], t), "", _md(" ".join(x for x in (f["versus"], f["not_improved"]) if x)), ""]
+    changes = "; ".join(f["changes"]) or t["b_found_no_changes"]
+    flags = "; ".join(f["flags"]) or t["b_found_no_flags"]
+    lines += [_md(f"{f['changes_title']}: {changes}"), "", _md(f"{t['b_found_flags']}: {flags}"), ""]
+    columns = {"attribute": "b_attribute_col", "group": "b_group", "selection_rate": "b_selection_rate", "impact_ratio": "b_impact_ratio", "q": "b_q"}
+    lines += [_md(t["b_found_disparities"]), "", *_table(columns, f["rows"], t), ""]
+    return lines + [_md(f["cost"]), ""]
 
 
 def _table(columns: dict[str, str | None], rows: list[dict], t: dict) -> list[str]:

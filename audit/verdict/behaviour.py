@@ -292,4 +292,30 @@ def combined(b) -> tuple[Level, dict[str, str]]:
         text["es"] += (
             f" Lecturas no fieles (no se comportan como el soft prompt; no deben citarse como lo que dice): {names}."
         )
+    if b.found is not None:
+        for lang, sentence in found_sentence(b.found, b.min_agreement).items():
+            text[lang] += " " + sentence
     return risk, text
+
+
+def found_sentence(found, threshold: float) -> dict[str, str]:
+    """What the faithful-reading search found, said plainly: the text that behaves most like the prompt
+    and the sensitive terms it contains, or that no text found behaves like it."""
+    share = f"{100 * found.agreement:.1f} %"
+    if not found.faithful:
+        return {
+            "en": f"No discrete text found behaves like this prompt (the most faithful agrees on {share} of decisions, below {100 * threshold:.0f} %): its behaviour is not readable in words.",
+            "es": f"Ningún texto discreto encontrado se comporta como este prompt (el más fiel coincide en el {share} de las decisiones, por debajo del {100 * threshold:.0f} %): su comportamiento no se puede leer en palabras.",
+        }
+    counted = [f for f in found.flags if f.suppressed is None]
+    text = found.text.strip()
+    if counted:
+        terms = ", ".join(dict.fromkeys(f"'{f.lemma}' ({f.category})" for f in counted))
+        return {
+            "en": f"The text that behaves most like this prompt ({share} of decisions in agreement) reads '{text}' and contains the sensitive term(s) {terms}.",
+            "es": f"El texto que más se comporta como este prompt ({share} de decisiones coincidentes) dice '{text}' y contiene el/los término(s) sensible(s) {terms}.",
+        }
+    return {
+        "en": f"The text that behaves most like this prompt ({share} of decisions in agreement) reads '{text}'; it contains no sensitive term.",
+        "es": f"El texto que más se comporta como este prompt ({share} de decisiones coincidentes) dice '{text}'; no contiene ningún término sensible.",
+    }

@@ -1,0 +1,254 @@
+"""The faithful-reading search: the discrete prompt of the soft prompt's length whose decisions agree
+most with the soft prompt's (``--faithful-reading``).
+
+Method (docs/behaviour.md, "The most faithful reading"): start from the best projection (most decisions
+in agreement on the whole suite, then the smallest KL); on a seeded sample of the renderings, stratified
+by template label and by the soft prompt's decision, swap one position's token at a time. The candidate
+tokens of a position are the union of every method's top-k neighbours there and the tokens a gradient
+step suggests (the gradient of the agreement loss, mean KL(P_soft || P_text), with respect to the
+position's row, dotted with every token's embedding: GCG's ranking). All candidate swaps are ranked by
+that first-order estimate of the loss change; the best few are run on the sample and the best of them
+is kept when it agrees on more sampled decisions (or as many with a smaller KL). The search stops when
+a round of swaps gains nothing twice, when every sampled decision agrees, when the budget (suite-run equivalents of texts scored) or the
+wall-time limit is reached; the winner is then run on the whole suite and reported only if it beats the
+best projection there: the search never returns a reading less faithful than the best projection.
+Everything is seeded and deterministic (a wall-time limit that is reached is the only exception, and
+the record says so). A search finds a good text, not the best one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from audit.behaviour.stats.agreement import bernoulli_kl
+from audit.config import DEFAULT_FAITHFUL_BUDGET
+
+SAMPLE_SHARE = 8  # the search sample is 1/SAMPLE_SHARE of the renderings reported on ...
+SAMPLE_MIN, SAMPLE_MAX = 64, 384  # ... within these bounds
+GRADIENT_ROWS = 48  # texts of the sample the gradient is taken on
+GRADIENT_COST = 3  # a gradient text costs a forward and a backward pass: about 3 forward texts
+SWAPS_PER_ROUND = 6  # candidate swaps run on the sample per round
+GRADIENT_TOP = 16  # tokens the gradient suggests per position, beside the methods' neighbours
+PATIENCE = 2  # rounds without a gain before the search stops
+SEARCH_METHOD = (
+    "greedy coordinate search from the best projection: candidates per position = every method's top-k "
+    f"neighbours + the {GRADIENT_TOP} tokens the gradient of the agreement loss (mean KL(P_soft || P_text)) "
+    f"ranks best (GCG-style, on {GRADIENT_ROWS} sampled texts); the {SWAPS_PER_ROUND} swaps with the best "
+    "first-order estimate run per round on a seeded sample stratified by template label and soft-prompt "
+    "decision; a swap is kept when it agrees on more sampled decisions (ties: smaller KL); the winner is "
+    "confirmed on every rendering reported on and kept only if it beats the best projection there"
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a search may spend: ``runs`` suite-run equivalents of texts scored (forward passes; a
+    gradient text counts GRADIENT_COST), and ``seconds`` of wall time (None: no limit)."""
+
+    runs: float = DEFAULT_FAITHFUL_BUDGET
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One kept step: ``position`` now holds ``token_id`` (it held ``previous``); the sample's
+    agreement and KL after it."""
+
+    position: int
+    previous: int
+    token_id: int
+    agreement: float
+    kl: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A search's result. ``token_ids``: the reported text (the start when the search found nothing
+    better on the whole suite); ``log_odds``: (n_texts,) its log-odds on every rendering reported on;
+    ``improved``: whether it beats the start there; ``stopped``: converged, budget or time."""
+
+    token_ids: tuple[int, ...]
+    start: int  # index of the starting projection among the given starts
+    log_odds: np.ndarray
+    improved: bool
+    swaps: tuple[Swap, ...]
+    sample_size: int
+    gradient_size: int
+    evaluated: int  # candidate prompts run on the sample
+    gradients: int  # gradient passes
+    texts_scored: int  # forward-pass texts, a gradient text counted GRADIENT_COST times
+    suite_runs: float  # texts_scored / texts reported on
+    stopped: str
+
+
+def key(lo_soft: np.ndarray, lo_text: np.ndarray) -> tuple[int, float]:
+    """Order of faithfulness: decisions in agreement, then the smaller mean KL (larger key is better).
+
+    Args:
+        lo_soft, lo_text: (n,) log-odds on the same texts.
+    """
+    agree = int(np.count_nonzero((lo_soft > 0) == (lo_text > 0)))
+    return agree, -float(bernoulli_kl(lo_soft, lo_text).mean())
+
+
+def stratified_sample(labels: np.ndarray, soft: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` rows drawn without replacement, proportionally from each (label, soft decision) stratum
+    (largest remainders; every non-empty stratum at least one row while ``size`` allows).
+
+    Args:
+        labels: (n,) template labels (+1, -1, 0); soft: (n,) the soft prompt's log-odds.
+    Returns:
+        (min(size, n),) sorted row indices.
+    """
+    n = len(labels)
+    size = min(size, n)
+    strata = np.asarray(labels, dtype=np.int64) * 2 + (np.asarray(soft) > 0)
+    kinds, counts = np.unique(strata, return_counts=True)
+    exact = counts * size / n
+    take = np.minimum(np.maximum(np.floor(exact).astype(np.int64), 1), counts)
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    k = 0
+    while take.sum() < size:
+        i = order[k % len(order)]
+        if take[i] < counts[i]:
+            take[i] += 1
+        k += 1
+    while take.sum() > size:  # the minimum of one row overshot: trim the largest strata
+        take[np.argmax(take)] -= 1
+    rng = np.random.default_rng([seed, 0xFA17])
+    rows = [rng.choice(np.flatnonzero(strata == s), size=t, replace=False) for s, t in zip(kinds, take)]
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
+
+
+def ranked_swaps(
+    current: tuple[int, ...],
+    neighbours: tuple[tuple[int, ...], ...],
+    scores: torch.Tensor,
+    rankable: torch.Tensor,
+) -> list[tuple[float, int, int]]:
+    """Every candidate swap (estimated loss change, position, token), best (most negative) first.
+
+    Args:
+        current: (n,) the current token ids.
+        neighbours: per position, the methods' top-k token ids.
+        scores: (V, n) ``embedding(v) . grad_i`` for every token v and position i.
+        rankable: (V,) bool: tokens the gradient may suggest (no control or placeholder tokens).
+    """
+    masked = scores.masked_fill(~rankable[:, None], float("inf"))
+    k = min(GRADIENT_TOP, int(rankable.sum()))
+    suggested = torch.topk(-masked, k, dim=0).indices  # (k, n)
+    out = []
+    for i, now in enumerate(current):
+        pool = dict.fromkeys(list(neighbours[i]) + suggested[:, i].tolist())
+        base = float(scores[now, i])
+        out += [(float(scores[v, i]) - base, i, int(v)) for v in pool if v != now]
+    return sorted(out)
+
+
+def search(
+    starts: list[tuple[tuple[int, ...], np.ndarray]],
+    lo_soft: np.ndarray,
+    labels: np.ndarray,
+    neighbours: tuple[tuple[int, ...], ...],
+    evaluate: Callable[[tuple[int, ...], np.ndarray | None], np.ndarray],
+    gradient: Callable[[tuple[int, ...], np.ndarray], torch.Tensor],
+    rankable: torch.Tensor,
+    *,
+    budget: Budget,
+    seed: int,
+    spent: Callable[[int], object] | None = None,
+) -> Outcome:
+    """The search (module docstring).
+
+    Args:
+        starts: the projections, each (token ids, (n_texts,) log-odds on every rendering reported on).
+        lo_soft: (n_texts,) the soft prompt's log-odds there; labels: (n_texts,) template labels.
+        neighbours: per position, the methods' top-k token ids.
+        evaluate: (token ids, rows or None for all) -> log-odds of those texts.
+        gradient: (token ids, rows) -> (V, n) scores ``embedding(v) . grad_i`` of the agreement loss.
+        rankable: (V,) bool mask of the tokens the gradient may suggest.
+        spent: called with each cost in texts (progress).
+    """
+    t0, n = time.perf_counter(), len(lo_soft)
+    first = max(range(len(starts)), key=lambda i: (key(lo_soft, starts[i][1]), -i))
+    current = starts[first][0]
+    sample = stratified_sample(labels, lo_soft, int(np.clip(n // SAMPLE_SHARE, SAMPLE_MIN, SAMPLE_MAX)), seed)
+    sub = stratified_sample(labels[sample], lo_soft[sample], GRADIENT_ROWS, seed + 1)
+    grad_rows = sample[sub]
+    allowed = int(budget.runs * n) - n  # one whole-suite run is kept for the confirmation
+    cost = {"texts": 0, "evaluated": 0, "gradients": 0}
+
+    def pay(texts: int) -> None:
+        cost["texts"] += texts
+        if spent is not None:
+            spent(texts)
+
+    target = lo_soft[sample]
+    best, swaps, stopped = None, [], "converged"
+    if allowed >= len(sample):
+        pay(len(sample))
+        best = key(target, evaluate(current, sample))
+    ranking, tried, idle = None, set(), 0
+    while best is not None:
+        if budget.seconds is not None and time.perf_counter() - t0 > budget.seconds:
+            stopped = "time"
+            break
+        if ranking is None:
+            if cost["texts"] + GRADIENT_COST * len(grad_rows) > allowed:
+                stopped = "budget"
+                break
+            pay(GRADIENT_COST * len(grad_rows))
+            cost["gradients"] += 1
+            ranking = ranked_swaps(current, neighbours, gradient(current, grad_rows), rankable)
+        batch = [(i, v) for _, i, v in ranking if (i, v) not in tried][:SWAPS_PER_ROUND]
+        room = (allowed - cost["texts"]) // len(sample)
+        if not batch:
+            break
+        if room < 1:
+            stopped = "budget"
+            break
+        gained = None
+        for i, v in batch[:room]:
+            tried.add((i, v))
+            candidate = current[:i] + (v,) + current[i + 1 :]
+            pay(len(sample))
+            cost["evaluated"] += 1
+            k = key(target, evaluate(candidate, sample))
+            if k > best and (gained is None or k > gained[0]):
+                gained = (k, i, v)
+        if gained is None:
+            idle += 1
+            if idle >= PATIENCE:
+                break
+            continue
+        k, i, v = gained
+        swaps.append(Swap(i, current[i], v, k[0] / len(sample), -k[1]))
+        current, best, ranking, tried, idle = current[:i] + (v,) + current[i + 1 :], k, None, set(), 0
+        if k[0] == len(sample):  # every sampled decision agrees: KL alone would not be worth the runs
+            break
+    start_ids, start_lo = starts[first]
+    lo, improved = start_lo, False
+    if current != start_ids:
+        pay(n)
+        lo_found = evaluate(current, None)
+        if key(lo_soft, lo_found) > key(lo_soft, start_lo):
+            lo, improved = lo_found, True
+    return Outcome(
+        token_ids=current if improved else start_ids,
+        start=first,
+        log_odds=lo,
+        improved=improved,
+        swaps=tuple(swaps) if improved else (),
+        sample_size=len(sample),
+        gradient_size=len(grad_rows),
+        evaluated=cost["evaluated"],
+        gradients=cost["gradients"],
+        texts_scored=cost["texts"],
+        suite_runs=cost["texts"] / n,
+        stopped=stopped,
+    )
