@@ -295,7 +295,8 @@ class FaithfulSearch:
     stopped: str  # converged | budget | time (a time stop depends on the machine's speed)
     sample_size: int  # renderings' texts the candidates ran on
     gradient_size: int  # texts the gradient was taken on
-    evaluated: int  # candidate texts run on the sample
+    screened: int  # candidate texts run on the gradient's texts (the screen)
+    evaluated: int  # candidate texts run on the whole sample
     gradients: int  # gradient passes
     texts_scored: int  # forward-pass texts (a gradient text counts 3)
     suite_runs: float  # texts_scored / the texts reported on

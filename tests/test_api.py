@@ -63,7 +63,9 @@ def test_the_demo_is_one_engine_run_that_loads_gemma_once(tmp_path, monkeypatch)
     )
     sentinel = object()
     monkeypatch.setattr(lm_module, "load_causal_lm", lambda *a, **k: lm_loads.append(a[0]) or sentinel)
-    monkeypatch.setattr(session, "behave", lambda scanned, lm: checks.append((scanned.prompt.path, lm)))
+    monkeypatch.setattr(
+        session, "behave", lambda scanned, vocab, shared, lm: checks.append((scanned.prompt.path, lm))
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_demo(tmp_path / "demo", progress=False) == 0
     assert len(vocab_loads) == 1 and len(lm_loads) == 1

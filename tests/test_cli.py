@@ -33,7 +33,7 @@ def test_scan_writes_json_html_and_summary(tmp_path, tiny_model_dir, tiny_prompt
         (Path(__file__).resolve().parent.parent / "audit" / "report" / "schema.json").read_text()
     )
     jsonschema.validate(data, schema)
-    assert data["schema_version"] == "4"
+    assert data["schema_version"] == "5"
     assert data["prompt"]["n_tokens"] == 2
     assert data["projected_text"]["cosine"] == "buenos blancos"
     assert data["positions"][1]["projections"]["l2"]["token"] == "blancos"
@@ -60,7 +60,7 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, tiny_model_d
     code, _, _ = run(
         ["scan", tiny_prompt, "--model", tiny_model_dir, "--json", target, "--quiet", "--force"], capsys
     )
-    assert code == 0 and json.loads(target.read_text())["schema_version"] == "4"
+    assert code == 0 and json.loads(target.read_text())["schema_version"] == "5"
 
 
 def _bad_inputs(tmp_path, tiny_model_dir):

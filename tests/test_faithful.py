@@ -79,7 +79,10 @@ def test_a_prompt_that_projects_elsewhere_is_read_back_as_the_token_it_behaves_l
 
 def test_the_verdict_quotes_the_found_text(switch):
     result, _ = switch
-    assert "The text that behaves most like this prompt (100.0 % of decisions in agreement)" in result_verdict(result, "en")
+    assert (
+        "The text that behaves most like this prompt (100.0 % of decisions in agreement)"
+        in result_verdict(result, "en")
+    )
     assert "El texto que más se comporta como este prompt" in result_verdict(result, "es")
 
 
@@ -136,7 +139,7 @@ def test_the_search_never_returns_less_than_the_best_projection():
             lo = soft.copy()
             lo[:200] *= -1  # the candidate agrees on 200 / 400 over the whole suite
             return lo
-        return soft[rows]  # perfect on the sample
+        return start_lo[rows] if ids == (2, 3) else soft[rows]  # every swap is perfect on the sample
 
     def gradient(ids, rows):
         return torch.zeros(5, 2)
@@ -259,7 +262,9 @@ def test_the_found_texts_sensitive_terms_are_flagged_as_any_reading(gemma_vocab)
     index = SharedEvidence(gemma_vocab, statistics(gemma_vocab, config), lists, config).index
     ids = tuple(gemma_vocab.encode(" Clasifica currículums españoles", special=False))
     flags = reading_flags(ids, gemma_vocab, index, lists)
-    assert any(f.lemma == "español" and f.category == "nationality_origin" and f.whole_token for f in flags), flags
+    assert any(
+        f.lemma == "español" and f.category == "nationality_origin" and f.whole_token for f in flags
+    ), flags
     assert all(f.position == len(ids) - 1 for f in flags)  # only the last token spells a term
 
 
@@ -278,12 +283,17 @@ def test_reports_show_the_found_reading(switch):
     [
         (["--faithful-reading"], "--faithful-reading applies to the behavioural check"),
         (["--faithful-budget", "3"], "--faithful-budget applies to --faithful-reading"),
-        (["--behaviour", "hiring-es", "--faithful-reading", "--sequential"], "which --sequential does not score"),
+        (
+            ["--behaviour", "hiring-es", "--faithful-reading", "--sequential"],
+            "which --sequential does not score",
+        ),
         (["--behaviour", "hiring-es", "--faithful-reading", "--faithful-budget", "1"], "is not in (1, 100]"),
         (["--behaviour", "hiring-es", "--faithful-reading", "--faithful-seconds", "0"], "is not positive"),
     ],
 )
-def test_bad_search_options_exit_2_with_one_line(args, message, tmp_path, tiny_prompt, tiny_model_dir, capsys):
+def test_bad_search_options_exit_2_with_one_line(
+    args, message, tmp_path, tiny_prompt, tiny_model_dir, capsys
+):
     from audit.cli import main
 
     out = tmp_path / "a.json"

@@ -18,10 +18,15 @@ from audit.cli import main
 from audit.records import (
     AblationGroup,
     AuditResult,
+    FaithfulSearch,
+    FoundReading,
     Gap,
     Level,
     Neighbor,
     Reading,
+    ReadingChange,
+    ReadingFlag,
+    SearchSwap,
     Sequential,
     SequentialLook,
 )
@@ -95,7 +100,52 @@ def _results() -> dict[str, AuditResult]:
                 ),
             ),
         ),
+        "found": _with_behaviour(
+            base, replace(behaviour_case(group(0.4, 0.001), readings=(reading,)), found=FOUND)
+        ),
     }
+
+
+FOUND = FoundReading(
+    text=" Clasifica <b>españoles</b>",
+    token_ids=(5, 9),
+    tokens=(" Clasifica", " <b>españoles</b>"),
+    agreement=0.91,
+    kl=0.12,
+    accuracy=0.7,
+    faithful=True,
+    attributes=(),
+    nearest_methods=("l2",),
+    changes=(ReadingChange(1, " buenos", " <b>españoles</b>"),),
+    flags=(
+        ReadingFlag(
+            1,
+            " españoles",
+            "es.nationality_origin.espanol",
+            "español",
+            "nationality_origin",
+            "es",
+            True,
+            None,
+        ),
+    ),
+    search=FaithfulSearch(
+        "a search",
+        ("l2",),
+        True,
+        6.0,
+        None,
+        "budget",
+        286,
+        48,
+        130,
+        13,
+        6,
+        13396,
+        5.8549,
+        (SearchSwap(1, " buenos", " <b>españoles</b>", 0.9, 0.2),),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +195,7 @@ def test_identical_records_give_identical_bytes_and_canonical_is_a_fixed_point(r
     text = render_json(result)
     assert text == render_json(canonical(result)) == render_json(canonical(canonical(result)))
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "4"
+    assert data["schema_version"] == SCHEMA_VERSION == "5"
     assert list(data) == sorted(data)
     assert set(data) == {"schema_version"} | {f.name for f in dataclasses.fields(AuditResult)}
 
@@ -313,3 +363,16 @@ def test_replace_keeps_the_contract(results):
     """A record edited after the verdict stage (as tests do) still writes valid JSON."""
     edited = replace(results["geometry"], notes=("a note",))
     jsonschema.validate(json.loads(render_json(edited)), SCHEMA)
+
+
+def test_the_found_reading_is_printed_escaped_in_both_languages(results):
+    from audit.report.writers import AUDIT_FORMATS
+
+    result = results["found"]
+    for lang, title in (("en", "The text that behaves most like the prompt"), ("es", "El texto que más se")):
+        html = AUDIT_FORMATS["html"].render(result, lang)
+        md = AUDIT_FORMATS["markdown"].render(result, lang)
+        assert title in html and title in md
+        assert "<b>españoles" not in html and "&lt;b&gt;españoles" in html
+        assert "<b>" not in md and "&lt;b&gt;españoles" in md
+        assert "español" in html and "nationality_origin" in html

@@ -7,10 +7,11 @@ by template label and by the soft prompt's decision, swap one position's token a
 tokens of a position are the union of every method's top-k neighbours there and the tokens a gradient
 step suggests (the gradient of the agreement loss, mean KL(P_soft || P_text), with respect to the
 position's row, dotted with every token's embedding: GCG's ranking). All candidate swaps are ranked by
-that first-order estimate of the loss change; the best few are run on the sample and the best of them
-is kept when it agrees on more sampled decisions (or as many with a smaller KL). The search stops when
-a round of swaps gains nothing twice, when every sampled decision agrees, when the budget (suite-run equivalents of texts scored) or the
-wall-time limit is reached; the winner is then run on the whole suite and reported only if it beats the
+that first-order estimate of the loss change; the best of them are screened on the gradient's texts,
+the most promising run on the sample, and the best is kept when it agrees on more sampled decisions (or
+as many with a smaller KL). The search stops when a round of swaps gains nothing twice, when every
+sampled decision agrees, when the budget (suite-run equivalents of texts scored) or the wall-time limit
+is reached; the winner is then run on the whole suite and reported only if it beats the
 best projection there: the search never returns a reading less faithful than the best projection.
 Everything is seeded and deterministic (a wall-time limit that is reached is the only exception, and
 the record says so). A search finds a good text, not the best one.
@@ -32,16 +33,19 @@ SAMPLE_SHARE = 8  # the search sample is 1/SAMPLE_SHARE of the renderings report
 SAMPLE_MIN, SAMPLE_MAX = 64, 384  # ... within these bounds
 GRADIENT_ROWS = 48  # texts of the sample the gradient is taken on
 GRADIENT_COST = 3  # a gradient text costs a forward and a backward pass: about 3 forward texts
-SWAPS_PER_ROUND = 6  # candidate swaps run on the sample per round
+SCREENED_PER_ROUND = 24  # candidate swaps run on the gradient's texts per round (the screen) ...
+SWAPS_PER_ROUND = 3  # ... of which the best that beat the current text there run on the whole sample
 GRADIENT_TOP = 16  # tokens the gradient suggests per position, beside the methods' neighbours
 PATIENCE = 2  # rounds without a gain before the search stops
 SEARCH_METHOD = (
     "greedy coordinate search from the best projection: candidates per position = every method's top-k "
     f"neighbours + the {GRADIENT_TOP} tokens the gradient of the agreement loss (mean KL(P_soft || P_text)) "
-    f"ranks best (GCG-style, on {GRADIENT_ROWS} sampled texts); the {SWAPS_PER_ROUND} swaps with the best "
-    "first-order estimate run per round on a seeded sample stratified by template label and soft-prompt "
-    "decision; a swap is kept when it agrees on more sampled decisions (ties: smaller KL); the winner is "
-    "confirmed on every rendering reported on and kept only if it beats the best projection there"
+    f"ranks best (GCG-style, on {GRADIENT_ROWS} sampled texts); per round the {SCREENED_PER_ROUND} swaps "
+    f"with the best first-order estimate are screened on those texts and the {SWAPS_PER_ROUND} best of them "
+    "run on a "
+    "seeded sample stratified by template label and soft-prompt decision; a swap is kept when it agrees on "
+    "more sampled decisions (ties: smaller KL); the winner is confirmed on every rendering reported on and "
+    "kept only if it beats the best projection there"
 )
 
 
@@ -79,7 +83,8 @@ class Outcome:
     swaps: tuple[Swap, ...]
     sample_size: int
     gradient_size: int
-    evaluated: int  # candidate prompts run on the sample
+    evaluated: int  # candidate prompts run on the whole sample
+    screened: int  # candidate prompts run on the gradient's texts
     gradients: int  # gradient passes
     texts_scored: int  # forward-pass texts, a gradient text counted GRADIENT_COST times
     suite_runs: float  # texts_scored / texts reported on
@@ -150,6 +155,10 @@ def ranked_swaps(
     return sorted(out)
 
 
+def _swap(ids: tuple[int, ...], position: int, token: int) -> tuple[int, ...]:
+    return ids[:position] + (token,) + ids[position + 1 :]
+
+
 def search(
     starts: list[tuple[tuple[int, ...], np.ndarray]],
     lo_soft: np.ndarray,
@@ -181,18 +190,19 @@ def search(
     sub = stratified_sample(labels[sample], lo_soft[sample], GRADIENT_ROWS, seed + 1)
     grad_rows = sample[sub]
     allowed = int(budget.runs * n) - n  # one whole-suite run is kept for the confirmation
-    cost = {"texts": 0, "evaluated": 0, "gradients": 0}
+    cost = {"texts": 0, "evaluated": 0, "screened": 0, "gradients": 0}
 
     def pay(texts: int) -> None:
         cost["texts"] += texts
         if spent is not None:
             spent(texts)
 
-    target = lo_soft[sample]
-    best, swaps, stopped = None, [], "converged"
+    target, screen_target = lo_soft[sample], lo_soft[grad_rows]
+    best, swaps, stopped, now = None, [], "converged", None
     if allowed >= len(sample):
         pay(len(sample))
-        best = key(target, evaluate(current, sample))
+        now = evaluate(current, sample)  # (len(sample),) the current text's log-odds
+        best = key(target, now)
     ranking, tried, idle = None, set(), 0
     while best is not None:
         if budget.seconds is not None and time.perf_counter() - t0 > budget.seconds:
@@ -205,30 +215,42 @@ def search(
             pay(GRADIENT_COST * len(grad_rows))
             cost["gradients"] += 1
             ranking = ranked_swaps(current, neighbours, gradient(current, grad_rows), rankable)
-        batch = [(i, v) for _, i, v in ranking if (i, v) not in tried][:SWAPS_PER_ROUND]
-        room = (allowed - cost["texts"]) // len(sample)
+        batch = [(i, v) for _, i, v in ranking if (i, v) not in tried][:SCREENED_PER_ROUND]
         if not batch:
             break
-        if room < 1:
+        batch = batch[: max(0, (allowed - cost["texts"] - len(sample)) // len(grad_rows))]
+        if not batch:  # not one screen and one sample run left
             stopped = "budget"
             break
-        gained = None
-        for i, v in batch[:room]:
+        # Screen the batch on the gradient's texts; run the most promising on the whole sample.
+        here = key(screen_target, now[sub])
+        screened = []
+        for i, v in batch:
             tried.add((i, v))
-            candidate = current[:i] + (v,) + current[i + 1 :]
+            pay(len(grad_rows))
+            cost["screened"] += 1
+            k = key(screen_target, evaluate(_swap(current, i, v), grad_rows))
+            if k > here:
+                screened.append((k, i, v))
+        gained = None
+        for _, i, v in sorted(screened, reverse=True)[:SWAPS_PER_ROUND]:
+            if cost["texts"] + len(sample) > allowed:
+                stopped = "budget"
+                break
             pay(len(sample))
             cost["evaluated"] += 1
-            k = key(target, evaluate(candidate, sample))
+            lo = evaluate(_swap(current, i, v), sample)
+            k = key(target, lo)
             if k > best and (gained is None or k > gained[0]):
-                gained = (k, i, v)
+                gained = (k, i, v, lo)
         if gained is None:
             idle += 1
-            if idle >= PATIENCE:
+            if idle >= PATIENCE or stopped == "budget":
                 break
             continue
-        k, i, v = gained
+        k, i, v, now = gained
         swaps.append(Swap(i, current[i], v, k[0] / len(sample), -k[1]))
-        current, best, ranking, tried, idle = current[:i] + (v,) + current[i + 1 :], k, None, set(), 0
+        current, best, ranking, tried, idle = _swap(current, i, v), k, None, set(), 0
         if k[0] == len(sample):  # every sampled decision agrees: KL alone would not be worth the runs
             break
     start_ids, start_lo = starts[first]
@@ -247,6 +269,7 @@ def search(
         sample_size=len(sample),
         gradient_size=len(grad_rows),
         evaluated=cost["evaluated"],
+        screened=cost["screened"],
         gradients=cost["gradients"],
         texts_scored=cost["texts"],
         suite_runs=cost["texts"] / n,

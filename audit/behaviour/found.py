@@ -131,6 +131,7 @@ def found_record(
             stopped=outcome.stopped,
             sample_size=outcome.sample_size,
             gradient_size=outcome.gradient_size,
+            screened=outcome.screened,
             evaluated=outcome.evaluated,
             gradients=outcome.gradients,
             texts_scored=outcome.texts_scored,

@@ -54,8 +54,7 @@ def agreement_loss_grad(
     rows = build_rows(encoded, (positive, negative))
     goal = torch.as_tensor(np.asarray(target, dtype=np.float64), dtype=torch.float32, device=lm.device)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    n_prompt, n_texts = rows_prompt.shape[0], len(texts)
-    total = 0.0
+    n_texts = len(texts)
     with torch.enable_grad():
         values = torch.zeros(n_texts, 2, device=lm.device)
         for begin in range(0, len(rows), GRADIENT_BATCH):
@@ -64,8 +63,7 @@ def agreement_loss_grad(
         lo = values[:, 0] - values[:, 1]
         loss = bernoulli_kl_torch(goal, lo).mean()
         loss.backward()
-        total = float(loss.detach())
-    return total, rows_prompt.grad.detach().float().cpu()
+    return float(loss.detach()), rows_prompt.grad.detach().float().cpu()
 
 
 def _chunk_values(lm: CausalLM, prompt: torch.Tensor, chunk, n_texts: int, pad: int, single: bool):
@@ -86,7 +84,11 @@ def _chunk_values(lm: CausalLM, prompt: torch.Tensor, chunk, n_texts: int, pad: 
         position_ids=torch.arange(n_prompt + width, device=lm.device)[None].expand(len(chunk), -1),
         use_cache=False,
     ).last_hidden_state
-    reads = [(b, n_prompt + pos, tok, text, answer) for b, row in enumerate(chunk) for pos, tok, text, answer in row.reads]
+    reads = [
+        (b, n_prompt + pos, tok, text, answer)
+        for b, row in enumerate(chunk)
+        for pos, tok, text, answer in row.reads
+    ]
     batch = torch.tensor([r[0] for r in reads], device=lm.device)
     where = torch.tensor([r[1] for r in reads], device=lm.device)
     tokens = torch.tensor([r[2] for r in reads], device=lm.device)

@@ -37,6 +37,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="stop each behavioural check at the first look whose verdict is settled (scan --sequential); "
         "the reports then differ from reports/sample, which is the full design",
     )
+    demo.add_argument(
+        "--faithful-reading",
+        action="store_true",
+        help="also search each adapter's most faithful text (scan --faithful-reading, default budget); "
+        "several minutes more per adapter. reports/sample was written with it",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("methods", help="list the projection methods", description="List the projection methods.")
@@ -63,12 +69,18 @@ def run_demo(args: argparse.Namespace) -> int:
         raise AuditInputError(
             "--sequential applies to the behavioural check", "drop --no-behaviour or --sequential"
         )
+    if args.faithful_reading and (args.no_behaviour or args.sequential):
+        raise AuditInputError(
+            "--faithful-reading searches with the behavioural check on the whole suite",
+            "drop --no-behaviour and --sequential, or --faithful-reading",
+        )
     return run_demo(
         args.out,
         progress=not args.quiet,
         lang=args.report_lang,
         behaviour=not args.no_behaviour,
         sequential=args.sequential,
+        faithful_reading=args.faithful_reading,
     )
 
 

@@ -106,6 +106,7 @@ def run_demo(
     lang: str = "en",
     behaviour: bool = True,
     sequential: bool = False,
+    faithful_reading: bool = False,
 ) -> int:
     """Audits every demo adapter in one engine run (Gemma's vocabulary, statistics and causal LM loaded
     once) and writes the reports; returns the CLI exit code (0)."""
@@ -122,6 +123,7 @@ def run_demo(
         progress=progress,
         behaviour=DEMO_SUITE if behaviour else None,
         sequential=sequential and behaviour,
+        faithful_reading=faithful_reading and behaviour and not sequential,
     )
     what = f"geometry and the behavioural check on {DEMO_SUITE}" if behaviour else "geometry only"
     print(f"prompt-audit demo: auditing {len(items)} adapters on {DEMO_MODEL} ({what}) ...", file=sys.stderr)

@@ -119,7 +119,9 @@ def audit_prompt(
     return assemble(scanned, behaviour)
 
 
-def behave(scanned: Scanned, vocab: Vocabulary, shared: SharedEvidence | None = None, lm=None) -> BehaviourResult:
+def behave(
+    scanned: Scanned, vocab: Vocabulary, shared: SharedEvidence | None = None, lm=None
+) -> BehaviourResult:
     """The behavioural check of a scanned prompt (``lm``: the model already loaded; default: loaded
     there), with the found reading's tokens matched against the wordlists like every reading's."""
     from audit.behaviour.stage import check
@@ -133,7 +135,9 @@ def behave(scanned: Scanned, vocab: Vocabulary, shared: SharedEvidence | None = 
     return replace(result, found=replace(result.found, flags=flags))
 
 
-def reading_flags(token_ids: tuple[int, ...], vocab: Vocabulary, index, lists: Wordlists) -> tuple[ReadingFlag, ...]:
+def reading_flags(
+    token_ids: tuple[int, ...], vocab: Vocabulary, index, lists: Wordlists
+) -> tuple[ReadingFlag, ...]:
     """The wordlist terms a text's tokens spell (whole tokens and multi-token terms' first pieces),
     matched as every neighbour is (audit.evidence.hits), one per position and term."""
     from audit.evidence.hits import find_hits
@@ -146,7 +150,14 @@ def reading_flags(token_ids: tuple[int, ...], vocab: Vocabulary, index, lists: W
         out.setdefault(
             (h.position, h.term_id),
             ReadingFlag(
-                h.position, h.token, h.term_id, term.lemma, term.category, term.language, not h.partial, h.suppressed
+                h.position,
+                h.token,
+                h.term_id,
+                term.lemma,
+                term.category,
+                term.language,
+                not h.partial,
+                h.suppressed,
             ),
         )
     return tuple(out.values())

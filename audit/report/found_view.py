@@ -31,9 +31,12 @@ def found_view(b: BehaviourResult, lang: str) -> dict | None:
         )
         if best
         else "",
-        "not_improved": "" if s.improved else t["b_found_not_improved"].format(methods=", ".join(s.start_methods)),
+        "not_improved": ""
+        if s.improved
+        else t["b_found_not_improved"].format(methods=", ".join(s.start_methods)),
         "changes": [
-            t["b_found_change"].format(position=c.position, nearest=c.nearest, token=c.token) for c in f.changes
+            t["b_found_change"].format(position=c.position, nearest=c.nearest, token=c.token)
+            for c in f.changes
         ],
         "changes_title": t["b_found_changes"].format(methods=", ".join(f.nearest_methods)),
         "flags": [
@@ -55,6 +58,7 @@ def found_view(b: BehaviourResult, lang: str) -> dict | None:
             for g in a.groups
         ],
         "cost": t["b_found_cost"].format(
+            screened=s.screened,
             evaluated=s.evaluated,
             sample=s.sample_size,
             gradients=s.gradients,

@@ -90,12 +90,29 @@ def _found(f: dict, t: dict) -> list[str]:
     """The found reading: its text and columns, its changes, flags, disparities and cost."""
     lines = [f"**{_md(t['b_found_title'])}**", "", _md(f["intro"]), ""]
     row = {k: f[k] for k in ("text", "agreement", "kl", "accuracy", "faithful")}
-    columns = {"text": "projected_text", "agreement": "b_agreement", "kl": "b_kl_col", "accuracy": "b_accuracy", "faithful": None}
-    lines += [*_table(columns, [row], t), "", _md(" ".join(x for x in (f["versus"], f["not_improved"]) if x)), ""]
+    columns = {
+        "text": "projected_text",
+        "agreement": "b_agreement",
+        "kl": "b_kl_col",
+        "accuracy": "b_accuracy",
+        "faithful": None,
+    }
+    lines += [
+        *_table(columns, [row], t),
+        "",
+        _md(" ".join(x for x in (f["versus"], f["not_improved"]) if x)),
+        "",
+    ]
     changes = "; ".join(f["changes"]) or t["b_found_no_changes"]
     flags = "; ".join(f["flags"]) or t["b_found_no_flags"]
     lines += [_md(f"{f['changes_title']}: {changes}"), "", _md(f"{t['b_found_flags']}: {flags}"), ""]
-    columns = {"attribute": "b_attribute_col", "group": "b_group", "selection_rate": "b_selection_rate", "impact_ratio": "b_impact_ratio", "q": "b_q"}
+    columns = {
+        "attribute": "b_attribute_col",
+        "group": "b_group",
+        "selection_rate": "b_selection_rate",
+        "impact_ratio": "b_impact_ratio",
+        "q": "b_q",
+    }
     lines += [_md(t["b_found_disparities"]), "", *_table(columns, f["rows"], t), ""]
     return lines + [_md(f["cost"]), ""]
 

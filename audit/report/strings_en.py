@@ -139,7 +139,7 @@ REPORT: dict[str, str] = {
     "b_found_flag": "position {position}: '{token}' spells '{lemma}' ({category}, {language})",
     "b_found_allowed": "allow-listed",
     "b_found_disparities": "Its disparities (selection rate, impact ratio, q over the report)",
-    "b_found_cost": "Cost: {evaluated} candidate texts run on {sample} sampled texts, {gradients} gradient pass(es) on {gradient_size} texts; {runs} suite-run equivalents of a budget of {budget}; stopped: {stopped}.",
+    "b_found_cost": "Cost: {screened} candidate texts screened on {gradient_size} texts and {evaluated} run on {sample} sampled texts, {gradients} gradient pass(es) on those {gradient_size} texts; {runs} suite-run equivalents of a budget of {budget}; stopped: {stopped}.",
     "b_found_stopped_converged": "no swap tried gained any more",
     "b_found_stopped_budget": "the budget was spent",
     "b_found_stopped_time": "the wall-time limit was reached (the result depends on the machine's speed)",

@@ -139,7 +139,7 @@ REPORT: dict[str, str] = {
     "b_found_flag": "posición {position}: '{token}' escribe '{lemma}' ({category}, {language})",
     "b_found_allowed": "en la lista de permitidos",
     "b_found_disparities": "Sus disparidades (tasa de selección, razón de impacto, q sobre el informe)",
-    "b_found_cost": "Coste: {evaluated} textos candidatos evaluados en {sample} textos de muestra, {gradients} pasada(s) de gradiente en {gradient_size} textos; {runs} equivalentes de ejecución de la batería de un presupuesto de {budget}; se detuvo: {stopped}.",
+    "b_found_cost": "Coste: {screened} textos candidatos cribados en {gradient_size} textos y {evaluated} evaluados en {sample} textos de muestra, {gradients} pasada(s) de gradiente en esos {gradient_size} textos; {runs} equivalentes de ejecución de la batería de un presupuesto de {budget}; se detuvo: {stopped}.",
     "b_found_stopped_converged": "ningún cambio probado mejoraba más",
     "b_found_stopped_budget": "se agotó el presupuesto",
     "b_found_stopped_time": "se alcanzó el límite de tiempo (el resultado depende de la velocidad de la máquina)",
