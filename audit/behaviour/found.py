@@ -12,12 +12,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from audit.behaviour.assemble import Probes, attribute_record
+from audit.behaviour.assemble import Probes, reading_record
 from audit.behaviour.faithful import SEARCH_METHOD, Budget, Outcome, search
 from audit.behaviour.gradient import agreement_loss_grad
 from audit.behaviour.hypotheses import Hypotheses, ReadingProbe
 from audit.behaviour.lm import CausalLM
-from audit.behaviour.stats import faithfulness
 from audit.config import AuditConfig
 from audit.progress import progress_bar
 from audit.records import FaithfulSearch, FoundReading, ReadingChange, SearchSwap
@@ -101,7 +100,7 @@ def found_record(
     """The found reading's record (its flags are added by the engine, which holds the wordlists)."""
     start = hyp.readings[outcome.start]
     nearest = _nearest(hyp.readings)
-    f = faithfulness(lo_soft[:, None], outcome.log_odds[:, None], probe.labels)
+    f = reading_record(start, probe, lo_soft, outcome.log_odds, stats, evidence)  # the reading columns
     token = _token_text(lm)
     ids = outcome.token_ids
     return FoundReading(
@@ -110,11 +109,9 @@ def found_record(
         tokens=tuple(token(i) for i in ids),
         agreement=f.agreement,
         kl=f.kl,
-        accuracy=f.accuracy_text.accuracy,
+        accuracy=f.accuracy,
         faithful=f.faithful,
-        attributes=tuple(
-            attribute_record(a, s, e) for a, s, e in zip(probe.suite.attributes, stats, evidence)
-        ),
+        attributes=f.attributes,
         nearest_methods=nearest.methods,
         changes=tuple(
             ReadingChange(i, token(a), token(b))
