@@ -13,7 +13,7 @@ import torch
 
 from audit.behaviour.lm import CausalLM, load_causal_lm, select_device
 from audit.behaviour.plan import Row, build_rows, plan_groups
-from audit.behaviour.runner import answer_log_odds, answer_logprobs, text_prompt
+from audit.behaviour.runner import answer_log_odds, answer_log_odds_many, answer_logprobs, text_prompt
 from audit.errors import AuditInputError
 from audit.inputs.models import ModelFiles, resolve_model
 from tests.helpers import (
@@ -106,6 +106,26 @@ def test_multi_token_answers_equal_teacher_forcing(tiny_lm, answers):
     for batch_size in (2, 32):
         got = answer_logprobs(tiny_lm, prompt, texts, answers, batch_size=batch_size)
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("answers", [([1], [2]), ([1, 3], [2])])
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_a_stack_of_prompts_runs_as_each_prompt_alone(tiny_lm, answers, batch_size):
+    """The faithful-reading screen's route: several prompts of one length together, each prompt's
+    figures those of its own run (and of a full forward per text), in the stack's order."""
+    g = torch.Generator().manual_seed(8)
+    stack = torch.randn(5, 3, D, generator=g)
+    texts = probe_texts(seed=9, n_templates=3, n_names=4)
+    got = answer_log_odds_many(tiny_lm, stack, texts, answers, batch_size=batch_size)
+    assert got.shape == (5, len(texts)) and got.dtype == np.float64
+    for p in range(5):
+        alone = answer_log_odds(tiny_lm, stack[p], texts, answers)
+        np.testing.assert_allclose(got[p], alone, atol=1e-5, rtol=0)
+    naive = naive_logprobs(tiny_lm, stack[3], texts, answers)
+    np.testing.assert_allclose(got[3], naive[:, 0] - naive[:, 1], atol=1e-5, rtol=0)
+    assert answer_log_odds_many(tiny_lm, stack[:0], texts, answers).shape == (0, len(texts))
+    with pytest.raises(AuditInputError, match="n_prompts, n_virtual, d_model"):
+        answer_log_odds_many(tiny_lm, stack[0], texts, answers)
 
 
 def test_long_shared_prefix_past_the_sliding_window(tmp_path):

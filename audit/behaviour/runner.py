@@ -63,11 +63,7 @@ def answer_log_odds(
     Returns:
         (len(texts),) float64.
     """
-    single = all(len(list(a)) == 1 for a in answers)
-    lp = answer_logprobs(
-        lm, prompt, texts, answers, batch_size=batch_size, progress=progress, normalise=not single
-    )
-    return lp[:, 0] - lp[:, 1]
+    return _log_odds(lm, check_prompt(lm, prompt)[None], texts, answers, batch_size, progress)[0]
 
 
 def answer_logprobs(
@@ -100,12 +96,61 @@ def answer_logprobs(
         ``normalise``).
     """
     vectors = check_prompt(lm, prompt)
+    return _logprobs(lm, vectors[None], texts, answers, batch_size, progress, normalise)[0]
+
+
+def answer_log_odds_many(
+    lm: CausalLM,
+    prompts: torch.Tensor,
+    texts: Sequence[str],
+    answers: tuple[Sequence[int], Sequence[int]],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> np.ndarray:
+    """The log-odds of several prompts of one length on the same texts, run together: each group's
+    ``[prompt][prefix]`` pass takes every prompt as one batch, and each suffix batch holds every prompt's
+    copy of its rows. What the faithful-reading search screens its candidates with: many prompts on a few
+    texts, where one prompt at a time would run many tiny batches. The figures equal
+    :func:`answer_log_odds`'s to float rounding (other batch shapes), not bit for bit.
+
+    Args:
+        prompts: (n_prompts, n_virtual, d_model) float32 prompt vectors.
+
+    Returns:
+        (n_prompts, len(texts)) float64.
+    """
+    if not torch.is_tensor(prompts) or prompts.ndim != 3:
+        shape = tuple(prompts.shape) if hasattr(prompts, "shape") else type(prompts).__name__
+        raise AuditInputError(f"prompts must be a (n_prompts, n_virtual, d_model) stack, got {shape}")
+    stacked = torch.stack([check_prompt(lm, p) for p in prompts]) if len(prompts) else prompts
+    return _log_odds(lm, stacked, texts, answers, batch_size, None)
+
+
+def _log_odds(lm, prompts, texts, answers, batch_size, progress) -> np.ndarray:
+    """(n_prompts, len(texts)) log-odds of checked prompts (n_prompts, n_virtual, d_model)."""
+    single = all(len(list(a)) == 1 for a in answers)
+    lp = _logprobs(lm, prompts, texts, answers, batch_size, progress, not single)
+    return lp[..., 0] - lp[..., 1]
+
+
+def _logprobs(
+    lm: CausalLM,
+    prompts: torch.Tensor,
+    texts: Sequence[str],
+    answers: tuple[Sequence[int], Sequence[int]],
+    batch_size: int,
+    progress: Callable[[int], object] | None,
+    normalise: bool,
+) -> np.ndarray:
+    """(n_prompts, len(texts), 2) :func:`answer_logprobs` for each of ``prompts`` (n_prompts, n_virtual,
+    d_model), already checked; ``progress`` counts (prompt, text) pairs."""
     answer_ids = check_answers(lm, answers)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.zeros((len(texts), 2), dtype=np.float64)
-    if not texts:
-        return out
+    n_prompts = prompts.shape[0]
+    out = np.zeros((n_prompts * len(texts), 2), dtype=np.float64)  # row p * len(texts) + text
+    if not texts or n_prompts == 0:
+        return out.reshape(n_prompts, len(texts), 2)
     encoded = [list(ids) for ids in lm.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
     for index, ids in enumerate(encoded):
         if not ids:
@@ -113,11 +158,11 @@ def answer_logprobs(
                 f"text {index} ({texts[index][:40]!r}) has no tokens", "probe texts must not be empty"
             )
     rows = build_rows(encoded, answer_ids)
-    _check_length(lm, vectors.shape[0] + max(len(r.tokens) for r in rows))
-    pending = np.zeros(len(texts), dtype=np.int64)  # answer tokens still to read, per text
+    _check_length(lm, prompts.shape[1] + max(len(r.tokens) for r in rows))
+    pending = np.zeros(len(out), dtype=np.int64)  # answer tokens still to read, per (prompt, text)
     for row in rows:
         for _, _, text, _ in row.reads:
-            pending[text] += 1
+            pending[text :: len(texts)] += 1
 
     def read(texts_read: list[int]) -> None:
         finished = 0
@@ -128,9 +173,9 @@ def answer_logprobs(
             progress(finished)
 
     with torch.inference_mode():
-        for group in plan_groups(rows, vectors.shape[0]):
-            _run_group(lm, vectors, group, batch_size, out, read, normalise)
-    return out
+        for group in plan_groups(rows, prompts.shape[1]):
+            _run_group(lm, prompts, group, batch_size, out, read, normalise)
+    return out.reshape(n_prompts, len(texts), 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,37 +228,42 @@ def _check_length(lm: CausalLM, longest: int) -> None:
 
 def _run_group(
     lm: CausalLM,
-    prompt: torch.Tensor,
+    prompts: torch.Tensor,
     group: Group,
     batch_size: int,
     out: np.ndarray,
     read: Callable[[list[int]], None],
     normalise: bool = True,
 ) -> None:
-    """Runs one group and adds its answer log-probs into ``out``; after each batch, ``read`` gets the
-    text index of every answer token it scored."""
+    """Runs one group under each of ``prompts`` (n_prompts, n_virtual, d_model) and adds the answer
+    log-probs into ``out`` (n_prompts * n_texts, 2; row ``p * n_texts + text``); after each batch,
+    ``read`` gets that row for every answer token it scored. One prompt runs exactly as it always has:
+    a batch of one for the prefix, ``batch_size`` suffix rows a pass."""
     from transformers import DynamicCache
 
     body = lm.body
     cache_kw = _cache_keyword(body)
+    n_prompts, n_texts = prompts.shape[0], len(out) // prompts.shape[0]
     m = group.prefix
-    past = prompt.shape[0] + m
+    past = prompts.shape[1] + m
     cache = None
     if past > 0:
         prefix_ids = torch.tensor(group.rows[0].tokens[:m], dtype=torch.long)
-        embeds = torch.cat([prompt, lm.embed(prefix_ids)])[None]
+        prefix = lm.embed(prefix_ids)[None].expand(n_prompts, -1, -1)
+        embeds = torch.cat([prompts.to(prefix.dtype), prefix], dim=1)
         cache = DynamicCache(config=lm.model.config)
         body(
             inputs_embeds=embeds,
-            attention_mask=torch.ones(1, past, dtype=torch.long, device=lm.device),
-            position_ids=torch.arange(past, device=lm.device)[None],
+            attention_mask=torch.ones(n_prompts, past, dtype=torch.long, device=lm.device),
+            position_ids=torch.arange(past, device=lm.device)[None].expand(n_prompts, -1),
             use_cache=True,
             **{cache_kw: cache},
         )
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     rows = sorted(group.rows, key=lambda r: -len(r.tokens))  # similar lengths together: little padding
-    for begin in range(0, len(rows), batch_size):
-        chunk = rows[begin : begin + batch_size]
+    step = max(1, batch_size // n_prompts)  # rows a pass, each run under every prompt
+    for begin in range(0, len(rows), step):
+        chunk = rows[begin : begin + step]
         width = max(len(r.tokens) for r in chunk) - m
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros(len(chunk), past + width, dtype=torch.long)
@@ -222,19 +272,21 @@ def _run_group(
             suffix = row.tokens[m:]
             ids[b, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
             mask[b, past : past + len(suffix)] = 1
+        batch = n_prompts * len(chunk)  # prompt-major: row p * len(chunk) + b
         batch_cache = None
         if cache is not None:
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_repeat_interleave(len(chunk))
         hidden = body(
-            inputs_embeds=lm.embed(ids),
-            attention_mask=mask.to(lm.device),
-            position_ids=(torch.arange(width, device=lm.device) + past)[None].expand(len(chunk), width),
+            inputs_embeds=lm.embed(ids.repeat(n_prompts, 1)),
+            attention_mask=mask.repeat(n_prompts, 1).to(lm.device),
+            position_ids=(torch.arange(width, device=lm.device) + past)[None].expand(batch, width),
             use_cache=batch_cache is not None,
             **{cache_kw: batch_cache},
         ).last_hidden_state
         reads = [
-            (b, pos - m, tok, text, answer)
+            (p * len(chunk) + b, pos - m, tok, p * n_texts + text, answer)
+            for p in range(n_prompts)
             for b, row in enumerate(chunk)
             for pos, tok, text, answer in row.reads
         ]
