@@ -13,9 +13,11 @@ import torch
 
 from audit.behaviour.faithful import (
     GRADIENT_TOP,
+    SCREEN_TEMPLATES,
     Budget,
     key,
     ranked_swaps,
+    screen_rows,
     search,
     stratified_sample,
 )
@@ -197,6 +199,28 @@ def test_the_sample_is_stratified_by_label_and_decision_and_seeded():
     assert np.array_equal(rows, stratified_sample(labels, soft, 20, seed=3))
     assert not np.array_equal(rows, stratified_sample(labels, soft, 20, seed=4))
     assert len(stratified_sample(labels, soft, 500, seed=0)) == 100
+
+
+def test_the_screen_texts_come_from_a_few_templates_of_each_label():
+    """So that the runner shares each template's prefix: 16 templates (12 positive, 4 negative) of 10
+    texts; the screen draws 48 of the sample's texts from 4 seeded templates of each label."""
+    templates = np.repeat(np.arange(16), 10)
+    labels = np.where(templates < 12, 1, -1).astype(np.int8)
+    soft = np.where(np.arange(160) % 3 == 0, 1.0, -1.0)
+    sample = np.arange(0, 160, 2)  # 5 texts of each template
+    rows = screen_rows(sample, labels, soft, templates, 48, seed=7)
+    assert set(rows.tolist()) <= set(sample.tolist()) and np.all(np.diff(rows) > 0)
+    for label in (1, -1):
+        assert len(np.unique(templates[rows][labels[rows] == label])) == SCREEN_TEMPLATES
+    assert len(rows) == 2 * SCREEN_TEMPLATES * 5 == 40  # every text of the chosen templates: fewer than 48
+    assert np.array_equal(rows, screen_rows(sample, labels, soft, templates, 48, seed=7))
+    assert not np.array_equal(rows, screen_rows(sample, labels, soft, templates, 48, seed=8))
+    fewer = screen_rows(sample, labels, soft, templates, 20, seed=7)
+    assert len(fewer) == 20 and set(fewer.tolist()) <= set(rows.tolist())
+    assert np.array_equal(  # without templates: the old stratified draw from the whole sample
+        screen_rows(sample, labels, soft, None, 20, seed=7),
+        sample[stratified_sample(labels[sample], soft[sample], 20, 7)],
+    )
 
 
 def test_swaps_are_ranked_by_the_first_order_estimate():

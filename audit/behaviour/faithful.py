@@ -36,6 +36,7 @@ GRADIENT_COST = 3  # a gradient text costs a forward and a backward pass: about 
 SCREENED_PER_ROUND = 24  # candidate swaps run on the gradient's texts per round (the screen) ...
 SWAPS_PER_ROUND = 3  # ... of which the best that beat the current text there run on the whole sample
 GRADIENT_TOP = 16  # tokens the gradient suggests per position, beside the methods' neighbours
+SCREEN_TEMPLATES = 4  # templates of each label the gradient's texts come from (shared prefixes)
 PATIENCE = 2  # rounds without a gain before the search stops
 SEARCH_METHOD = (
     "greedy coordinate search from the best projection: candidates per position = every method's top-k "
@@ -130,6 +131,37 @@ def stratified_sample(labels: np.ndarray, soft: np.ndarray, size: int, seed: int
     return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
 
 
+def screen_rows(
+    sample: np.ndarray,
+    labels: np.ndarray,
+    soft: np.ndarray,
+    templates: np.ndarray | None,
+    size: int,
+    seed: int,
+) -> np.ndarray:
+    """The gradient's texts, on which candidate swaps are screened: ``size`` rows of ``sample`` from
+    SCREEN_TEMPLATES seeded templates of each label, stratified by label and the soft prompt's decision.
+    Few templates, so that renderings share their template's prefix (the runner runs it once): a screen
+    text then costs about what a text of a whole-suite run costs, where 48 texts of 48 templates cost
+    twice as much each.
+
+    Args:
+        sample: (m,) sorted row indices; labels, soft, templates: (n_texts,) each text's template label,
+            the soft prompt's log-odds and the template index (None: the whole sample is the pool).
+    Returns:
+        sorted row indices (at most ``size``).
+    """
+    pool = sample
+    if templates is not None:
+        rng = np.random.default_rng([seed, 0x5C7E])
+        chosen = []
+        for label in np.unique(labels[sample]):
+            own = np.unique(templates[sample][labels[sample] == label])
+            chosen += rng.permutation(own)[:SCREEN_TEMPLATES].tolist()
+        pool = sample[np.isin(templates[sample], chosen)]
+    return pool[stratified_sample(labels[pool], soft[pool], size, seed)]
+
+
 def ranked_swaps(
     current: tuple[int, ...],
     neighbours: tuple[tuple[int, ...], ...],
@@ -155,6 +187,11 @@ def ranked_swaps(
     return sorted(out)
 
 
+def _one_by_one(evaluate: Callable) -> Callable[[list[tuple[int, ...]], np.ndarray], np.ndarray]:
+    """A screen that runs each candidate alone."""
+    return lambda candidates, rows: np.stack([evaluate(c, rows) for c in candidates])
+
+
 def _swap(ids: tuple[int, ...], position: int, token: int) -> tuple[int, ...]:
     return ids[:position] + (token,) + ids[position + 1 :]
 
@@ -170,6 +207,8 @@ def search(
     *,
     budget: Budget,
     seed: int,
+    templates: np.ndarray | None = None,
+    screen: Callable[[list[tuple[int, ...]], np.ndarray], np.ndarray] | None = None,
     spent: Callable[[int], object] | None = None,
 ) -> Outcome:
     """The search (module docstring).
@@ -181,14 +220,18 @@ def search(
         evaluate: (token ids, rows or None for all) -> log-odds of those texts.
         gradient: (token ids, rows) -> (V, n) scores ``embedding(v) . grad_i`` of the agreement loss.
         rankable: (V,) bool mask of the tokens the gradient may suggest.
+        templates: (n_texts,) each text's template (default: the gradient's texts from any template).
+        screen: (candidates, rows) -> (len(candidates), len(rows)) log-odds, the candidates run together
+            (default: ``evaluate`` on each).
         spent: called with each cost in texts (progress).
     """
     t0, n = time.perf_counter(), len(lo_soft)
+    screen = screen or _one_by_one(evaluate)
     first = max(range(len(starts)), key=lambda i: (key(lo_soft, starts[i][1]), -i))
     current = starts[first][0]
     sample = stratified_sample(labels, lo_soft, int(np.clip(n // SAMPLE_SHARE, SAMPLE_MIN, SAMPLE_MAX)), seed)
-    sub = stratified_sample(labels[sample], lo_soft[sample], GRADIENT_ROWS, seed + 1)
-    grad_rows = sample[sub]
+    grad_rows = screen_rows(sample, labels, lo_soft, templates, GRADIENT_ROWS, seed + 1)
+    sub = np.searchsorted(sample, grad_rows)  # positions of the gradient's texts within the sample
     allowed = int(budget.runs * n) - n  # one whole-suite run is kept for the confirmation
     cost = {"texts": 0, "evaluated": 0, "screened": 0, "gradients": 0}
 
@@ -224,14 +267,11 @@ def search(
             break
         # Screen the batch on the gradient's texts; run the most promising on the whole sample.
         here = key(screen_target, now[sub])
-        screened = []
-        for i, v in batch:
-            tried.add((i, v))
-            pay(len(grad_rows))
-            cost["screened"] += 1
-            k = key(screen_target, evaluate(_swap(current, i, v), grad_rows))
-            if k > here:
-                screened.append((k, i, v))
+        tried.update(batch)
+        pay(len(grad_rows) * len(batch))
+        cost["screened"] += len(batch)
+        runs = screen([_swap(current, i, v) for i, v in batch], grad_rows)  # (len(batch), len(grad_rows))
+        screened = [(k, i, v) for (i, v), lo in zip(batch, runs) if (k := key(screen_target, lo)) > here]
         gained = None
         for _, i, v in sorted(screened, reverse=True)[:SWAPS_PER_ROUND]:
             if cost["texts"] + len(sample) > allowed:

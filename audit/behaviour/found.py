@@ -2,7 +2,8 @@
 :mod:`audit.behaviour.faithful` run on the loaded model, and its record.
 
 The search's texts run through the stage's ``run`` (cached like every run, keyed by the prompt rows and
-the texts), its gradients through :func:`audit.behaviour.gradient.agreement_loss_grad`.
+the texts; a screen runs every candidate of a round together as one stack), its gradients through
+:func:`audit.behaviour.gradient.agreement_loss_grad`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def find_reading(
     def evaluate(ids: tuple[int, ...], rows: np.ndarray | None) -> np.ndarray:
         return run("faithful-reading candidate", rows_prompt(lm, ids), rows)
 
+    def screen(candidates: list[tuple[int, ...]], rows: np.ndarray) -> np.ndarray:
+        return run("faithful-reading screen", torch.stack([rows_prompt(lm, ids) for ids in candidates]), rows)
+
     def gradient(ids: tuple[int, ...], rows: np.ndarray) -> torch.Tensor:
         texts = [probe.texts[int(r)] for r in rows]
         _, grad = agreement_loss_grad(lm, rows_prompt(lm, ids), texts, answers, lo_soft[rows])
@@ -72,8 +76,18 @@ def find_reading(
             rankable,
             budget=budget,
             seed=config.seed,
+            templates=text_templates(probe),
+            screen=screen,
             spent=bar.update,
         )
+
+
+def text_templates(probe: Probes) -> np.ndarray:
+    """(n_texts,) the template each text renders."""
+    out = np.zeros(len(probe.texts), dtype=np.int64)
+    for rendering, row in zip(probe.renderings, probe.index):
+        out[row] = rendering.template
+    return out
 
 
 def _rankable(mask: np.ndarray | None, rows: int) -> torch.Tensor:

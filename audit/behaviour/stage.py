@@ -26,7 +26,7 @@ from audit.behaviour.assess import Reported, assess, sequential, subset
 from audit.behaviour.found import FOUND_KEY, find_reading, found_record
 from audit.behaviour.hypotheses import Hypotheses
 from audit.behaviour.lm import CausalLM, load_causal_lm
-from audit.behaviour.runner import answer_log_odds, text_prompt
+from audit.behaviour.runner import answer_log_odds, answer_log_odds_many, text_prompt
 from audit.behaviour.stats import (
     ABLATION_TESTS,
     BOOTSTRAP_CI,
@@ -105,19 +105,23 @@ def check(
     identity = f"{model_key(files)}|{suite.sha256}|{answers}|v{RUN_VERSION}"
 
     def run(name: str, vectors: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
-        """(n_texts,) log-odds of every text, or (len(rows),) of the texts ``rows`` only."""
+        """(n_texts,) log-odds of every text, or (len(rows),) of the texts ``rows`` only; given a stack
+        of prompts (n_prompts, n_virtual, d_model), (n_prompts, ...) of each, run together."""
         # Cached by what decides the answers: the same prompt vectors on the same model and suite (the no-
         # prompt and reference-text conditions of every adapter of a model, a reading equal to the init
         # text) are scored once.
         which = "" if rows is None else "|rows:" + ",".join(map(str, rows))
+        if vectors.ndim == 3:
+            which += f"|stack:{vectors.shape[0]}"
         key = hashlib.sha256((identity + which).encode() + vectors.contiguous().numpy().tobytes()).hexdigest()
         chosen = probe if rows is None else subset(probe, rows)
+        shape = (len(chosen.texts),) if vectors.ndim == 2 else (vectors.shape[0], len(chosen.texts))
         return get_or_build(
             "behaviour",
             key,
             build=lambda: _score(lm, vectors, chosen, (answers.positive, answers.negative), name, config),
             save=lambda lo, path: path.write_bytes(lo.astype("<f8").tobytes()),
-            load=lambda path: _read_run(path, len(chosen.texts)),
+            load=lambda path: _read_run(path, shape),
             suffix=".f8",
         )
 
@@ -228,11 +232,11 @@ def _search(config: AuditConfig, hyp: Hypotheses | None, lm, probe: Probes, answ
     return find_reading(lm, hyp, probe, (answers.positive, answers.negative), log_odds, run, keys, config)
 
 
-def _read_run(path, n: int) -> np.ndarray:
+def _read_run(path, shape: tuple[int, ...]) -> np.ndarray:
     lo = np.frombuffer(path.read_bytes(), dtype="<f8")
-    if lo.shape != (n,) or not np.isfinite(lo).all():
+    if lo.size != int(np.prod(shape)) or not np.isfinite(lo).all():
         raise ValueError("a run of another suite size")
-    return lo.astype(np.float64)
+    return lo.astype(np.float64).reshape(shape)
 
 
 def model_key(files) -> str:
@@ -306,7 +310,10 @@ def _ablations(
 
 
 def _score(lm: CausalLM, vectors, probe: Probes, answers, name: str, config: AuditConfig) -> np.ndarray:
-    """(n_texts,) log-odds of the positive over the negative answer under one condition."""
+    """(n_texts,) log-odds of the positive over the negative answer under one condition; (n_prompts,
+    n_texts) for a stack of prompts (the faithful-reading search's screens, whose bar is the search's)."""
+    if vectors.ndim == 3:
+        return answer_log_odds_many(lm, vectors, probe.texts, answers)
     desc = f"behaviour: {probe.suite.id}, {name.replace('_', ' ')}"
     with progress_bar(desc, len(probe.texts), enabled=config.progress, unit="text") as bar:
         return answer_log_odds(lm, vectors, probe.texts, answers, progress=bar.update)
