@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import html
 import json
 import math
 from dataclasses import dataclass, replace
@@ -60,6 +61,7 @@ from tests.test_report import MIX, MIX_LOW, WORDS, _hostile_result, _result
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "reports" / "sample"
+SAMPLE_FAITHFUL = ROOT / "reports" / "sample-faithful"  # the demo with --faithful-reading
 SCHEMA = json.loads(AUDIT_SCHEMA.read_text(encoding="utf-8"))
 GAP = Gap("origin", "maghreb", "spain", 0.4, 0.001, False)
 
@@ -181,13 +183,32 @@ def test_load_of_dump_is_the_record_for_every_record(results):
     )
 
 
-def test_the_committed_sample_reads_back_to_the_same_bytes():
-    """reports/sample/*.json (`prompt-audit demo` regenerates them from the models)."""
-    for path in sorted(SAMPLE.glob("*.json")):
+@pytest.mark.parametrize("folder", [SAMPLE, SAMPLE_FAITHFUL], ids=["sample", "sample-faithful"])
+def test_the_committed_sample_reads_back_to_the_same_bytes(folder):
+    """reports/sample*/*.json (`prompt-audit demo` regenerates them from the models)."""
+    paths = sorted(folder.glob("*.json"))
+    assert len(paths) == 3
+    for path in paths:
         text = path.read_text(encoding="utf-8")
         result = read_result(path)
         assert render_json(result) == text, path.name
         jsonschema.validate(json.loads(text), SCHEMA)
+
+
+def test_the_faithful_sample_reports_a_found_reading_no_less_faithful_than_every_projection():
+    """reports/sample-faithful: the search's contract on the real demo adapters (whatever it found)."""
+    for path in sorted(SAMPLE_FAITHFUL.glob("*.json")):
+        result = read_result(path)
+        b = result.behaviour
+        found, search = b.found, b.found.search
+        best = max(b.readings, key=lambda r: (r.agreement, -r.kl))
+        assert (found.agreement, -found.kl) >= (best.agreement, -best.kl), path.name
+        assert search.improved == ((found.agreement, -found.kl) > (best.agreement, -best.kl)), path.name
+        assert search.suite_runs <= search.budget_runs and search.max_seconds is None
+        assert len(found.token_ids) == len(found.tokens) == len(result.positions)
+        page = path.with_suffix(".html").read_text(encoding="utf-8")
+        assert "The text that behaves most like the prompt" in page
+        assert html.escape(found.tokens[-1]) in page
 
 
 def test_identical_records_give_identical_bytes_and_canonical_is_a_fixed_point(results):
