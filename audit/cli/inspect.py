@@ -41,7 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--faithful-reading",
         action="store_true",
         help="also search each adapter's most faithful text (scan --faithful-reading, default budget); "
-        "about 13 minutes more per adapter on 2 cores; the reports then differ from reports/sample",
+        "2 to 9 suite runs more per adapter (6 to 24 minutes on 2 cores); the reports then differ from "
+        "reports/sample and match reports/sample-faithful",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
